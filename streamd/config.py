@@ -1,0 +1,172 @@
+"""One settings object for the whole server.
+
+Settings come from built-in defaults, then an optional TOML file (``--config`` or
+``STREAMD_CONFIG``), then ``STREAMD_<NAME>`` environment variables, then command-line flags.
+Every value is checked once, here, so that a bad setting stops start-up with a message that
+names it instead of failing later in the middle of a transfer.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from streamd.units import MiB, TiB
+
+HASH_ALGOS = ("md5", "sha1", "sha224", "sha256", "sha384", "sha512", "xxh3_128", "xxh3_64")
+AUTH_MODES = ("noauth",)
+
+
+class ConfigError(Exception):
+    """A setting is missing, of the wrong type or out of range; the message names it."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    bind: str = "127.0.0.1:9292"
+    data_dir: Path = Path("streamd-data")
+    # None: the embedded SQLite database under data_dir
+    database_url: str | None = None
+    # run pending migrations at start-up; default only for the embedded SQLite database
+    auto_migrate: bool | None = None
+    auth: str = "noauth"
+    # data plane
+    chunk_size: int = 1 * MiB  # one hash/write call per MiB keeps thread hops cheap
+    queue_depth: int = 4  # chunks in flight per transfer: memory = chunk_size * queue_depth
+    image_size_cap: int = 1 * TiB  # Glance's default image_size_cap
+    os_hash_algo: str = "sha512"  # Glance's default hashing_algorithm
+    max_transfers: int = 64  # concurrent uploads + downloads; past it 503 + Retry-After
+    # registry
+    db_threads: int = 8  # worker threads that may run registry calls at once
+    # listing
+    limit_param_default: int = 25
+    api_limit_max: int = 1000
+    # server
+    workers: int = 1
+    keep_alive_timeout: float = 75.0
+    extra: dict[str, Any] = field(default_factory=dict, compare=False)
+
+    @property
+    def host(self) -> str:
+        return self.bind.rsplit(":", 1)[0].strip("[]")
+
+    @property
+    def port(self) -> int:
+        return int(self.bind.rsplit(":", 1)[1])
+
+    @property
+    def registry_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'registry.sqlite').resolve()}"
+
+    @property
+    def uses_embedded_db(self) -> bool:
+        return self.database_url is None or self.database_url.startswith("sqlite")
+
+    @property
+    def should_auto_migrate(self) -> bool:
+        return self.uses_embedded_db if self.auto_migrate is None else self.auto_migrate
+
+    @property
+    def images_dir(self) -> Path:
+        return self.data_dir / "images"
+
+
+_FIELDS = {f.name: f for f in dataclasses.fields(Settings) if f.name != "extra"}
+
+
+def _coerce(name: str, value: Any) -> Any:
+    """Turn a TOML or environment value into the type of setting ``name``."""
+    kind = _FIELDS[name].type
+    try:
+        if kind == "Path":
+            return Path(str(value))
+        if kind in ("int",):
+            if isinstance(value, bool):
+                raise ValueError
+            return int(value)
+        if kind == "float":
+            return float(value)
+        if kind in ("bool", "bool | None"):
+            if isinstance(value, bool):
+                return value
+            text = str(value).strip().lower()
+            if text in ("1", "true", "yes", "on"):
+                return True
+            if text in ("0", "false", "no", "off"):
+                return False
+            raise ValueError
+        if kind in ("str", "str | None"):
+            return str(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"setting {name!r}: {value!r} is not a valid {kind}") from None
+    return value
+
+
+def _check(s: Settings) -> None:
+    def bad(name: str, why: str) -> ConfigError:
+        return ConfigError(f"setting {name!r}: {why}")
+
+    host, sep, port = s.bind.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) < 65536:
+        raise bad("bind", f"{s.bind!r} is not HOST:PORT")
+    if s.os_hash_algo not in HASH_ALGOS:
+        raise bad("os_hash_algo", f"{s.os_hash_algo!r} is not one of {', '.join(HASH_ALGOS)}")
+    if s.auth not in AUTH_MODES:
+        raise bad("auth", f"{s.auth!r} is not one of {', '.join(AUTH_MODES)}")
+    if not 4096 <= s.chunk_size <= 64 * MiB:
+        raise bad("chunk_size", "must be between 4096 and 67108864 bytes")
+    if not 1 <= s.queue_depth <= 64:
+        raise bad("queue_depth", "must be between 1 and 64")
+    if s.image_size_cap < 0:
+        raise bad("image_size_cap", "must not be negative")
+    for name in ("max_transfers", "db_threads", "workers", "limit_param_default", "api_limit_max"):
+        if getattr(s, name) < 1:
+            raise bad(name, "must be at least 1")
+    if s.limit_param_default > s.api_limit_max:
+        raise bad("limit_param_default", "must not exceed api_limit_max")
+    url = s.database_url
+    if url is not None and not url.startswith(("sqlite", "postgresql", "mysql", "mariadb")):
+        raise bad("database_url", f"{url!r}: use sqlite://, postgresql+psycopg:// or mysql+pymysql://")
+
+
+def load_settings(
+    path: str | os.PathLike[str] | None = None,
+    env: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> Settings:
+    """Build the settings from defaults, file, environment and flags, in that order."""
+    env = os.environ if env is None else env
+    values: dict[str, Any] = {}
+    path = path or env.get("STREAMD_CONFIG") or None
+    if path:
+        try:
+            with open(path, "rb") as f:
+                doc = tomllib.load(f)
+        except OSError as e:
+            raise ConfigError(f"config file {path}: {e.strerror}") from None
+        except tomllib.TOMLDecodeError as e:
+            raise ConfigError(f"config file {path}: {e}") from None
+        for key, value in doc.items():
+            if key not in _FIELDS:
+                raise ConfigError(f"config file {path}: unknown setting {key!r}")
+            values[key] = _coerce(key, value)
+    for key, value in env.items():
+        if not key.startswith("STREAMD_") or key == "STREAMD_CONFIG" or key == "STREAMD_VENV":
+            continue
+        name = key[len("STREAMD_"):].lower()
+        if name not in _FIELDS:
+            raise ConfigError(f"environment variable {key}: unknown setting {name!r}")
+        values[name] = _coerce(name, value)
+    for key, value in (overrides or {}).items():
+        if value is not None:
+            values[key] = _coerce(key, value)
+    settings = Settings(**values)
+    _check(settings)
+    return settings
