@@ -1,0 +1,84 @@
+"""The ``streamd`` command: wiring only."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from streamd.config import ConfigError, Settings, load_settings
+from streamd.errors import StreamdError
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    overrides = {
+        "bind": getattr(args, "bind", None),
+        "data_dir": getattr(args, "data_dir", None),
+        "database_url": getattr(args, "database_url", None),
+    }
+    return load_settings(args.config, overrides=overrides)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import signal
+
+    import trio
+
+    from streamd.server import serve
+
+    settings = _settings(args)
+    # a file store past RLIMIT_FSIZE must see EFBIG, not die of SIGXFSZ
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    logging.getLogger("streamd").info(
+        "streamd serving on http://%s (data in %s, registry %s)",
+        settings.bind, settings.data_dir, settings.registry_url.split("@")[-1],
+    )
+    trio.run(serve, settings)
+    return 0
+
+
+def _db_upgrade(args: argparse.Namespace) -> int:
+    from streamd.registry import make_engine, upgrade
+
+    settings = _settings(args)
+    if settings.database_url is None:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+    engine = make_engine(settings.registry_url)
+    upgrade(engine)
+    print(f"registry schema upgraded: {settings.registry_url.split('@')[-1]}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="streamd", description=__doc__)
+    parser.add_argument("--config", help="TOML settings file (also STREAMD_CONFIG)")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run the Image API v2 server")
+    serve.add_argument("--bind", help="HOST:PORT to listen on (default 127.0.0.1:9292)")
+    serve.add_argument("--data-dir", help="where images and the SQLite registry live")
+    serve.add_argument("--database-url", help="registry URL (default: SQLite under data-dir)")
+    serve.add_argument("--config", dest="config", default=argparse.SUPPRESS)
+    serve.set_defaults(func=_serve)
+
+    db = sub.add_parser("db", help="registry database commands")
+    db_sub = db.add_subparsers(dest="db_command", required=True)
+    up = db_sub.add_parser("upgrade", help="apply pending schema migrations")
+    up.add_argument("--data-dir")
+    up.add_argument("--database-url")
+    up.add_argument("--config", dest="config", default=argparse.SUPPRESS)
+    up.set_defaults(func=_db_upgrade)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (ConfigError, StreamdError) as e:
+        print(f"streamd: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130

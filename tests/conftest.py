@@ -1,0 +1,36 @@
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.servers import ADMIN_HEADERS, ServerProcess
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    """One streamd server for the session, on the embedded defaults (SQLite + file store)."""
+    data = tmp_path_factory.mktemp("streamd") / "data"
+    with ServerProcess(data_dir=data) as srv:
+        yield srv
+
+
+@pytest.fixture
+def make_server(tmp_path: Path) -> Iterator[object]:
+    """Start extra servers with their own settings: ``make_server(env={...})``."""
+    started: list[ServerProcess] = []
+
+    def start(env: dict[str, str] | None = None, **kwargs: object) -> ServerProcess:
+        srv = ServerProcess(data_dir=tmp_path / f"data{len(started)}", env=env or {}, **kwargs)
+        started.append(srv)
+        return srv.start()
+
+    yield start
+    for srv in started:
+        srv.stop()
+
+
+@pytest.fixture
+def admin_headers() -> dict[str, str]:
+    return dict(ADMIN_HEADERS)
