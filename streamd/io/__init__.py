@@ -1,0 +1,48 @@
+"""The data plane: bytes in, bytes out, hashed on the way; no HTTP, no SQL, no registry."""
+
+from streamd.io.buffers import BufferPool
+from streamd.io.errors import (
+    ObjectNotFound,
+    SizeCapExceeded,
+    SizeMismatch,
+    SourceAborted,
+    StoreError,
+    StoreFull,
+)
+from streamd.io.pipeline import ByteSource, UploadResult, store_stream
+from streamd.io.ranges import parse_byte_range, resolve_range
+from streamd.io.sources import BytesSource, FileSource, ZeroSource
+from streamd.io.stores import (
+    FileStore,
+    MemoryStore,
+    Store,
+    StoreCapabilities,
+    StoredObject,
+    ThrottledStore,
+    ignore_sigxfsz,
+)
+
+__all__ = [
+    "BufferPool",
+    "ByteSource",
+    "BytesSource",
+    "FileSource",
+    "FileStore",
+    "MemoryStore",
+    "ObjectNotFound",
+    "SizeCapExceeded",
+    "SizeMismatch",
+    "SourceAborted",
+    "Store",
+    "StoreCapabilities",
+    "StoreError",
+    "StoreFull",
+    "StoredObject",
+    "ThrottledStore",
+    "UploadResult",
+    "ZeroSource",
+    "ignore_sigxfsz",
+    "parse_byte_range",
+    "resolve_range",
+    "store_stream",
+]

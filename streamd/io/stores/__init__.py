@@ -1,0 +1,16 @@
+"""Image data stores: one protocol (``base``), one module per backend."""
+
+from streamd.io.stores.base import Store, StoreCapabilities, StoredObject
+from streamd.io.stores.file import FileStore, ignore_sigxfsz
+from streamd.io.stores.memory import MemoryStore
+from streamd.io.stores.throttled import ThrottledStore
+
+__all__ = [
+    "FileStore",
+    "MemoryStore",
+    "Store",
+    "StoreCapabilities",
+    "StoredObject",
+    "ThrottledStore",
+    "ignore_sigxfsz",
+]

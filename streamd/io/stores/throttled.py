@@ -1,0 +1,80 @@
+"""A store wrapper that pauses on every chunk: a slow disk or link, for back-pressure tests.
+
+The pause goes through an injected ``sleep`` so that tests can use trio's ``MockClock`` (or
+an ``Event``) instead of real time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
+
+import trio
+
+from streamd.io.stores.base import Store, StoreCapabilities, StoredObject
+
+
+class ThrottledStore:
+    """``inner`` with a ``delay`` (seconds) before each chunk written or read.
+
+    ``chunks_written`` and ``bytes_written`` count what ``inner`` has consumed, so a test
+    can compare it with what the producer has read.
+    """
+
+    def __init__(
+        self,
+        inner: Store,
+        *,
+        delay: float,
+        sleep: Callable[[float], Awaitable[None]] = trio.sleep,
+    ) -> None:
+        self.inner = inner
+        self.name = inner.name
+        self.delay = delay
+        self._sleep = sleep
+        self.chunks_written = 0
+        self.bytes_written = 0
+
+    @property
+    def capabilities(self) -> StoreCapabilities:
+        return self.inner.capabilities
+
+    async def write(self, chunks: AsyncIterable[memoryview], *, key: str) -> StoredObject:
+        """Hand ``chunks`` to ``inner``, pausing before each one."""
+        return await self.inner.write(_Slowed(self, chunks), key=key)
+
+    async def read(
+        self, location: str, offset: int = 0, length: int | None = None
+    ) -> AsyncIterator[memoryview | bytes]:
+        """Yield ``inner``'s chunks, pausing before each one."""
+        reader = self.inner.read(location, offset, length)
+        try:
+            async for chunk in reader:
+                await self._sleep(self.delay)
+                yield chunk
+        finally:
+            await reader.aclose()  # type: ignore[attr-defined]
+
+    async def delete(self, location: str) -> None:
+        await self.inner.delete(location)
+
+    async def stat(self, location: str) -> int:
+        return await self.inner.stat(location)
+
+
+class _Slowed:
+    """``chunks`` with a pause before each; a class, not an async generator, so that a store
+    that stops iterating early leaves nothing for the garbage collector to finalize."""
+
+    def __init__(self, store: ThrottledStore, chunks: AsyncIterable[memoryview]) -> None:
+        self._store = store
+        self._chunks = aiter(chunks)
+
+    def __aiter__(self) -> _Slowed:
+        return self
+
+    async def __anext__(self) -> memoryview:
+        chunk = await anext(self._chunks)
+        await self._store._sleep(self._store.delay)
+        self._store.chunks_written += 1
+        self._store.bytes_written += len(chunk)
+        return chunk
