@@ -1,0 +1,331 @@
+"""The upload pipeline: one pass over a body that stores it and hashes it three ways at once.
+
+::
+
+    source --readinto--> pool buffer --+--> store.write        (its own task)
+                          xxh3 inline  +--> md5.update         (task, worker thread)
+                                       +--> os_hash.update     (task, worker thread)
+
+The producer fills a pool buffer completely (a few large calls are cheaper than many small
+ones for every consumer) and lends it to every consumer at once; the buffer goes back to the
+pool when the last one is done (``streamd.io.buffers``). At most ``queue_depth`` buffers
+exist, so memory is ``chunk_size × queue_depth`` whatever the image size, and a slow store
+or hasher slows the client down instead of filling the heap.
+
+Everything runs in one nursery: when any part fails, the rest is cancelled, the partial
+object is removed (by the store; and by the pipeline if the store had already committed),
+and one error is raised, a ``streamd.errors`` class the HTTP layer maps to a status.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Protocol
+
+import trio
+
+from streamd.errors import StreamdError
+from streamd.io.buffers import BufferPool, SharedChunk
+from streamd.io.errors import (
+    SizeCapExceeded,
+    SizeMismatch,
+    SourceAborted,
+    StoreError,
+    StoreFull,
+)
+from streamd.io.hashing import Hasher, new_hasher, runs_inline
+from streamd.io.stores.base import Store, StoredObject
+from streamd.units import MiB
+
+log = logging.getLogger(__name__)
+
+CHUNK = 1 * MiB  # one hash/write call per MiB keeps each ~175 µs thread hop under 15 %
+QUEUE_DEPTH = 4  # buffers per transfer: lets read, hash and write overlap, bounds memory
+
+# When several parts fail at once, the user hears about the cause: the body first (it
+# makes the store's write fail, not the reverse), then lack of space, then anything else.
+_ERROR_PRIORITY: tuple[type[StreamdError], ...] = (
+    SizeCapExceeded,
+    SizeMismatch,
+    SourceAborted,
+    StoreFull,
+    StreamdError,
+)
+# what a network body raises when the client goes away
+_ABORT_ERRORS = (OSError, EOFError, trio.BrokenResourceError, trio.ClosedResourceError)
+
+
+class ByteSource(Protocol):
+    """Where upload bytes come from (a request body, a file).
+
+    ``readinto`` fills the start of ``buf`` and returns how many bytes it put there: fewer
+    than ``len(buf)`` is fine, 0 means end of data. A client that went away may be reported
+    as ``SourceAborted`` or as an ``OSError``/``trio.BrokenResourceError``.
+    """
+
+    async def readinto(self, buf: memoryview) -> int: ...
+
+
+@dataclass(frozen=True)
+class UploadResult:
+    """What the registry records for a stored image. Digests are lowercase hex."""
+
+    location: str
+    size: int
+    checksum: str  # md5, for Glance clients
+    os_hash_algo: str
+    os_hash_value: str
+    xxh3: str  # xxh3-128, for cache and replica verification
+
+
+async def store_stream(
+    source: ByteSource,
+    store: Store,
+    *,
+    key: str,
+    os_hash_algo: str = "sha512",
+    chunk_size: int = CHUNK,
+    queue_depth: int = QUEUE_DEPTH,
+    size_cap: int | None = None,
+    expected_size: int | None = None,
+    limiter: trio.CapacityLimiter | None = None,
+    pool: BufferPool | None = None,
+) -> UploadResult:
+    """Store everything ``source`` yields under ``key`` while computing its digests.
+
+    ``expected_size`` (the request's Content-Length) makes a shorter or longer body a
+    ``SizeMismatch``; ``size_cap`` makes a bigger one ``SizeCapExceeded``, checked before
+    reading when the size is announced, else as soon as the body passes it. ``limiter``
+    bounds the hashers' worker threads. ``pool`` replaces the pool built from
+    ``chunk_size`` and ``queue_depth`` (tests pass one to watch it).
+
+    Raises ``SizeCapExceeded``, ``SizeMismatch``, ``SourceAborted``, ``StoreFull`` or
+    ``StoreError``; in every failure case, cancellation included, no object is left.
+    """
+    if expected_size is not None:
+        if expected_size < 0:
+            raise ValueError("expected_size must not be negative")
+        if size_cap is not None and expected_size > size_cap:
+            raise _too_large(size_cap)
+    md5, xxh3 = new_hasher("md5"), new_hasher("xxh3_128")
+    os_hasher = {"md5": md5, "xxh3_128": xxh3}.get(os_hash_algo) or new_hasher(os_hash_algo)
+    inline = [xxh3]
+    threaded = [md5]
+    if os_hasher not in (md5, xxh3):
+        (inline if runs_inline(os_hash_algo) else threaded).append(os_hasher)
+    pool = pool or BufferPool(chunk_size, queue_depth)
+
+    written: list[StoredObject] = []  # filled by the writer task once the store commits
+    size = 0
+    try:
+        async with trio.open_nursery() as nursery:
+            channels = [trio.open_memory_channel[SharedChunk](pool.depth) for _ in threaded]
+            write_send, write_recv = trio.open_memory_channel[SharedChunk](pool.depth)
+            nursery.start_soon(_write, store, key, write_recv, written)
+            for hasher, (_, recv) in zip(threaded, channels, strict=True):
+                nursery.start_soon(_hash, hasher, recv, limiter)
+            consumers = [write_send, *(send for send, _ in channels)]
+            size = await _produce(source, pool, consumers, inline, expected_size, size_cap)
+        if written[0].size != size:
+            raise StoreError(f"store {store.name!r} stored a different size than it received")
+    except BaseException as exc:
+        if written:
+            with trio.CancelScope(shield=True):
+                await store.delete(written[0].location)
+        cause = _one_error(exc)
+        if cause is exc:
+            raise
+        raise cause from cause.__cause__
+    log.debug(
+        "STORE key=%s store=%s size=%d location=%s", key, store.name, size, written[0].location
+    )
+    return UploadResult(
+        location=written[0].location,
+        size=size,
+        checksum=md5.hexdigest(),
+        os_hash_algo=os_hash_algo,
+        os_hash_value=os_hasher.hexdigest(),
+        xxh3=xxh3.hexdigest(),
+    )
+
+
+def _too_large(size_cap: int) -> SizeCapExceeded:
+    return SizeCapExceeded(f"the image is larger than this cloud's limit of {size_cap} bytes")
+
+
+async def _produce(
+    source: ByteSource,
+    pool: BufferPool,
+    consumers: list[trio.MemorySendChannel[SharedChunk]],
+    inline: list[Hasher],
+    expected_size: int | None,
+    size_cap: int | None,
+) -> int:
+    """Fill pool buffers from ``source`` and lend each to every consumer; return the size.
+
+    Reads never go past what could be accepted: ``expected_size`` bytes, or one byte past
+    ``size_cap``. The consumer channels hold ``pool.depth`` items, as many as there are
+    buffers, so handing a chunk over never blocks: the pool is the only queue.
+    """
+    if expected_size is not None:
+        budget: int | None = expected_size
+    else:
+        budget = None if size_cap is None else size_cap + 1
+    total = 0
+    while True:
+        buf = await pool.acquire()
+        want = pool.chunk_size if budget is None else min(pool.chunk_size, budget - total)
+        filled = await _fill(source, memoryview(buf)[:want])
+        total += filled
+        if size_cap is not None and total > size_cap:
+            raise _too_large(size_cap)
+        if filled:
+            chunk = SharedChunk(pool, buf, filled, len(consumers))
+            for hasher in inline:
+                hasher.update(chunk.view)
+            for consumer in consumers:
+                consumer.send_nowait(chunk)
+        else:
+            pool.release(buf)
+        if filled < want:  # end of data
+            if expected_size is not None and total < expected_size:
+                raise SizeMismatch(
+                    f"the body ended after {total} of the {expected_size} bytes announced"
+                )
+            break
+        if total == expected_size:
+            if await _read(source, memoryview(bytearray(1))):
+                raise SizeMismatch(f"the body is longer than the {expected_size} bytes announced")
+            break
+    # closed only on success: a consumer must never mistake a failed body for a complete one
+    for consumer in consumers:
+        consumer.close()
+    return total
+
+
+async def _read(source: ByteSource, view: memoryview) -> int:
+    """One ``readinto``, with a client that went away turned into ``SourceAborted``."""
+    try:
+        n = await source.readinto(view)
+    except StreamdError:
+        raise
+    except _ABORT_ERRORS as exc:
+        raise SourceAborted(
+            "the upload was interrupted before all image data arrived; retry it"
+        ) from exc
+    if not 0 <= n <= len(view):
+        raise RuntimeError(f"readinto() returned {n} for a buffer of {len(view)} bytes")
+    return n
+
+
+async def _fill(source: ByteSource, view: memoryview) -> int:
+    """Read until ``view`` is full or the data ends; return how much was read."""
+    filled = 0
+    while filled < len(view):
+        n = await _read(source, view[filled:])
+        if n == 0:
+            break
+        filled += n
+    return filled
+
+
+async def _hash(
+    hasher: Hasher,
+    chunks: trio.MemoryReceiveChannel[SharedChunk],
+    limiter: trio.CapacityLimiter | None,
+) -> None:
+    """Feed chunks to ``hasher`` in a worker thread, all waiting chunks per thread hop."""
+    # The receiving ends are never closed: a consumer that stops early reports its own
+    # error, and the producer must not fail first with a less telling BrokenResourceError.
+    async for first in chunks:
+        batch = [first]
+        while True:
+            try:
+                batch.append(chunks.receive_nowait())
+            except (trio.WouldBlock, trio.EndOfChannel):
+                break
+        try:
+            await trio.to_thread.run_sync(
+                _update, hasher, [chunk.view for chunk in batch], limiter=limiter
+            )
+        finally:  # the thread is never abandoned, so the views are free here
+            for chunk in batch:
+                chunk.release()
+
+
+def _update(hasher: Hasher, views: list[memoryview]) -> None:
+    for view in views:
+        hasher.update(view)
+
+
+async def _write(
+    store: Store,
+    key: str,
+    chunks: trio.MemoryReceiveChannel[SharedChunk],
+    written: list[StoredObject],
+) -> None:
+    """Run ``store.write`` over the chunks; record the object as soon as it exists."""
+    feed = _ChunkFeed(chunks)
+    try:
+        written.append(await store.write(feed, key=key))
+    finally:
+        feed.give_back()
+    if not feed.exhausted:
+        raise RuntimeError(f"store {store.name!r} returned before reading all chunks")
+
+
+class _ChunkFeed:
+    """The chunks as the store sees them: plain views, each lent until the next is asked.
+
+    A class rather than an async generator, so that a store that stops iterating early
+    leaves nothing for the garbage collector to finalize.
+    """
+
+    def __init__(self, chunks: trio.MemoryReceiveChannel[SharedChunk]) -> None:
+        self._chunks = chunks
+        self._lent: SharedChunk | None = None
+        self.exhausted = False
+
+    def __aiter__(self) -> _ChunkFeed:
+        return self
+
+    async def __anext__(self) -> memoryview:
+        self.give_back()
+        try:
+            chunk = await self._chunks.receive()
+        except trio.EndOfChannel:
+            self.exhausted = True
+            raise StopAsyncIteration from None
+        self._lent = chunk
+        return chunk.view
+
+    def give_back(self) -> None:
+        """Release the chunk the store holds, if any."""
+        lent, self._lent = self._lent, None
+        if lent is not None:
+            lent.release()
+
+
+def _leaves(exc: BaseException) -> list[BaseException]:
+    if isinstance(exc, BaseExceptionGroup):
+        return [leaf for sub in exc.exceptions for leaf in _leaves(sub)]
+    return [exc]
+
+
+def _one_error(exc: BaseException) -> BaseException:
+    """The one exception to raise for a failed transfer: the user-facing root cause.
+
+    A group that holds an interrupt (KeyboardInterrupt, SystemExit) or only cancellations
+    goes up unchanged, so that trio and the process see them.
+    """
+    leaves = _leaves(exc)
+    if any(not isinstance(leaf, Exception | trio.Cancelled) for leaf in leaves):
+        return exc
+    for cls in _ERROR_PRIORITY:
+        for leaf in leaves:
+            if isinstance(leaf, cls):
+                return leaf
+    if len(leaves) == 1 and not isinstance(leaves[0], trio.Cancelled):
+        return leaves[0]
+    return exc
