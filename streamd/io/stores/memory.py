@@ -41,11 +41,12 @@ class MemoryStore:
 
     async def write(self, chunks: AsyncIterable[memoryview], *, key: str) -> StoredObject:
         """Copy every chunk (they are borrowed), then publish the object at once."""
+        check_key(key)
         data = bytearray()
         async for chunk in chunks:
             data += chunk
         await trio.lowlevel.checkpoint()  # a cancelled write publishes nothing
-        self.objects[check_key(key)] = bytes(data)
+        self.objects[key] = bytes(data)
         return StoredObject(location=f"memory://{self.name}/{key}", size=len(data))
 
     async def read(
