@@ -82,3 +82,16 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+    except BaseExceptionGroup as group:  # raised inside the server's nursery
+        error = _only_error(group)
+        if not isinstance(error, (ConfigError, StreamdError)):
+            raise
+        print(f"streamd: {error}", file=sys.stderr)
+        return 2
+
+
+def _only_error(error: BaseException) -> BaseException:
+    """The single exception that trio's (nested) exception groups wrap, if there is one."""
+    while isinstance(error, BaseExceptionGroup) and len(error.exceptions) == 1:
+        error = error.exceptions[0]
+    return error
