@@ -1,0 +1,157 @@
+"""One benchmark session: start the servers, make the inputs, run everything N times, report.
+
+Runs are interleaved so that slow drift on a shared machine (another job, page cache, disk
+write-back) lands on every target alike: per run, stages → static server → streamd →
+streamd with xxh3 → Glance, then the next run.
+"""
+
+from __future__ import annotations
+
+import datetime
+import secrets
+import shlex
+import shutil
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from bench import ceiling, report, stages
+from bench.figures import Figures
+from bench.goals import STAGES
+from bench.inputs import make_inputs
+from bench.machine import describe
+from bench.targets import StreamdServer, Target, glance_target, http_status
+from bench.workloads import Plan, TargetRun, cleanup_paged_images
+
+MiB = 1024 * 1024
+
+SKIPPABLE = ("streamd", "xxh3", "glance", "zero", "qcow2", "range", "metadata", "page10k",
+             "stages", "static", "clients", "chart")
+
+
+@dataclass
+class Options:
+    size: int  # bytes per transfer
+    runs: int
+    concurrency: list[int]
+    out: Path
+    glance_url: str | None = None
+    skip: set[str] = field(default_factory=set)
+    quick: bool = False
+    meta_images: int = 1000
+    page_images: int = 10_000
+    range_seconds: float = 5.0
+    stage_bytes: int = 256 * MiB
+    python: str = sys.executable  # the interpreter that runs ``-m streamd``
+    tmp_dir: Path | None = None  # parent of the session's temp dir (inputs, data dirs)
+
+
+def _stamp() -> str:
+    return datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+
+
+def run(opts: Options, argv: list[str]) -> Path:
+    """Run a whole session; write JSON and PNG under ``opts.out``; return the JSON path."""
+    started = datetime.datetime.now(datetime.UTC)
+    t_start = time.monotonic()
+    session = f"bench-{secrets.token_hex(3)}"
+    tmp = Path(tempfile.mkdtemp(prefix="streamd-bench-", dir=opts.tmp_dir))
+    figures = Figures()
+    notes: list[str] = []
+    servers: list[StreamdServer] = []
+    targets: list[Target] = []
+    try:
+        print(f"bench: inputs of {opts.size / MiB:.0f} MiB in {tmp}", flush=True)
+        inputs = make_inputs(tmp / "inputs", opts.size, {"zero", "qcow2"} - opts.skip)
+        if "qcow2" not in opts.skip and "qcow2" not in inputs:
+            notes.append("qemu-img not installed: no qcow2 input")
+        plan = Plan(
+            inputs=inputs, concurrency=opts.concurrency, range_seconds=opts.range_seconds,
+            meta_images=opts.meta_images, page_images=opts.page_images, skip=opts.skip,
+            compare_clients="clients" not in opts.skip,
+        )
+        variants = []
+        if "streamd" not in opts.skip:
+            variants.append(StreamdServer("streamd", tmp / "streamd-data", python=opts.python))
+            if "xxh3" not in opts.skip:
+                variants.append(StreamdServer(
+                    "streamd-xxh3", tmp / "streamd-xxh3-data",
+                    env={"STREAMD_OS_HASH_ALGO": "xxh3_128"}, python=opts.python,
+                    uploads_only=True))
+        for server in variants:
+            try:
+                server.start()
+            except RuntimeError as e:
+                notes.append(f"{server.name} did not start: {e}".splitlines()[0])
+                print(f"bench: {server.name} did not start:\n{e}", flush=True)
+                continue
+            servers.append(server)
+            targets.append(server.target())
+            print(f"bench: {server.name} up at {server.url} (pid {server.pid()})", flush=True)
+        if opts.glance_url and "glance" not in opts.skip:
+            code = http_status(opts.glance_url.rstrip("/") + "/")
+            if code in (200, 300):
+                g = glance_target(opts.glance_url)
+                notes += g.notes
+                targets.append(g)
+            else:
+                notes.append(f"Glance at {opts.glance_url} not answering (GET / -> {code})")
+        chunks = None
+        if "stages" not in opts.skip:
+            chunks = stages.load_chunks(inputs["random"].path, min(opts.stage_bytes, opts.size))
+        for run_no in range(1, opts.runs + 1):
+            print(f"bench: run {run_no}/{opts.runs}", flush=True)
+            if chunks is not None:
+                figs, stage_notes = stages.measure(chunks, tmp)
+                for name, value in figs.items():
+                    figures.add(STAGES, name, "MiB/s", value)
+                for n in stage_notes:
+                    if n not in notes:
+                        notes.append(n)
+                print("  stages done", flush=True)
+            if "static" not in opts.skip:
+                ceiling.measure(inputs["random"], opts.concurrency, figures)
+                print("  static server done", flush=True)
+            for target in targets:
+                t0 = time.monotonic()
+                TargetRun(target, plan, figures, session, run_no, notes).run()
+                print(f"  {target.name} done in {time.monotonic() - t0:.0f} s", flush=True)
+    finally:
+        for target in targets:
+            if opts.page_images and "page10k" not in opts.skip and "metadata" not in opts.skip:
+                try:
+                    n = cleanup_paged_images(target, session)
+                    if n:
+                        print(f"bench: deleted {n} paging images on {target.name}", flush=True)
+                except Exception as e:  # cleanup must not hide the run's own error
+                    notes.append(f"cleanup on {target.name} failed: {e}")
+        for server in servers:
+            server.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+    meta = {
+        "schema": 1,
+        "started": started.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "duration_s": round(time.monotonic() - t_start, 1),
+        "command": "python -m bench " + shlex.join(argv),
+        "session": session,
+        "options": {**{k: v for k, v in asdict(opts).items()
+                       if k not in ("out", "skip", "tmp_dir", "python")},
+                    "size_mib": opts.size / MiB, "skip": sorted(opts.skip)},
+        "machine": describe(Path(tempfile.gettempdir())),
+        "targets": {t.name: t.url for t in targets},
+    }
+    doc = report.build(meta, figures, notes)
+    stem = f"bench-{_stamp()}{'-quick' if opts.quick else ''}"
+    json_path = opts.out / f"{stem}.json"
+    report.write_json(doc, json_path)
+    if "chart" not in opts.skip:
+        report.chart(figures, opts.out / f"{stem}.png",
+                     f"streamd bench {meta['started']} — {opts.size / MiB:.0f} MiB, "
+                     f"{opts.runs} run(s)")
+    print(report.markdown(doc, figures))
+    print(f"bench: wrote {json_path}" + ("" if "chart" in opts.skip else
+                                         f" and {json_path.with_suffix('.png')}"), flush=True)
+    return json_path

@@ -1,0 +1,79 @@
+"""What the figures were measured on: hardware, kernel, and the versions of everything timed."""
+
+from __future__ import annotations
+
+import os
+import platform
+import subprocess
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+REPO = Path(__file__).resolve().parent.parent
+GLANCE_VENV = Path.home() / ".cache" / "streamd-peers" / "glance-venv"
+
+
+def _first_line(argv: list[str]) -> str | None:
+    try:
+        out = subprocess.run(argv, capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    lines = (out.stdout or out.stderr).strip().splitlines()
+    return lines[0] if lines else None
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def _version(dist: str) -> str | None:
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def _glance_version() -> str | None:
+    for site in GLANCE_VENV.glob("lib/python*/site-packages"):
+        for info in site.glob("glance-*.dist-info"):
+            return info.name.removeprefix("glance-").removesuffix(".dist-info")
+    return None
+
+
+def describe(data_dir: Path) -> dict[str, Any]:
+    """Machine and software facts for the JSON report."""
+    fs = None
+    best = ""
+    for part in psutil.disk_partitions(all=True):
+        if str(data_dir.resolve()).startswith(part.mountpoint) and len(part.mountpoint) > len(best):
+            best, fs = part.mountpoint, f"{part.fstype} on {part.device} ({part.mountpoint})"
+    return {
+        "cpu_count": os.cpu_count(),
+        "cpu_affinity": len(os.sched_getaffinity(0)),
+        "cpu_model": _cpu_model(),
+        "memory_total_mib": psutil.virtual_memory().total // (1024 * 1024),
+        "kernel": platform.release(),
+        "os": platform.platform(),
+        "python": platform.python_version(),
+        "data_fs": fs,
+        "git": _first_line(["git", "-C", str(REPO), "describe", "--always", "--dirty"]),
+        "versions": {
+            "streamd": _version("streamd"),
+            "glance": _glance_version(),
+            "hypercorn": _version("hypercorn"),
+            "trio": _version("trio"),
+            "uvloop": _version("uvloop"),
+            "aiofiles": _version("aiofiles"),
+            "xxhash": _version("xxhash"),
+            "curl": _first_line(["curl", "--version"]),
+            "qemu-img": _first_line(["qemu-img", "--version"]),
+        },
+    }

@@ -1,0 +1,194 @@
+"""The three outputs of a run: a JSON document, a Markdown summary, a PNG chart."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from bench.figures import Figure, Figures
+from bench.goals import GLANCE, STAGES, STATIC, STREAMD, XXH3, judge_all, ratios
+
+TARGET_ORDER = [STREAMD, XXH3, GLANCE, STATIC]
+COLORS = {STREAMD: "#1f77b4", XXH3: "#17becf", GLANCE: "#d62728", STATIC: "#7f7f7f"}
+COST_SUFFIXES = (".server_rss", ".server_cpu", ".client_cpu", ".server_cpu_ms", ".latency")
+
+
+def build(meta: dict[str, Any], figures: Figures, notes: list[str]) -> dict[str, Any]:
+    """The JSON document: run facts, every figure, every ratio, every goal, notes."""
+    return {
+        **meta,
+        "figures": figures.to_json(),
+        "ratios": [r.to_json(figures) for r in ratios(figures)],
+        "goals": judge_all(figures),
+        "notes": notes,
+    }
+
+
+def write_json(doc: dict[str, Any], path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(doc, indent=2) + "\n")
+
+
+# -- Markdown ------------------------------------------------------------------------------
+def _cell(fig: Figure | None, runs: int) -> str:
+    if fig is None or not fig.samples:
+        return "–"
+    digits = 0 if fig.median >= 100 else 1 if fig.median >= 10 else 2
+    text = f"{fig.median:.{digits}f}"
+    if len(fig.samples) > 1:
+        text += f" ({fig.min:.{digits}f}–{fig.max:.{digits}f})"
+    return text
+
+
+def _ratio(figures: Figures, a: str, b: str, name: str) -> str:
+    x, y = figures.median(a, name), figures.median(b, name)
+    return f"{x / y:.2f}" if x is not None and y else "–"
+
+
+def _table(figures: Figures, names: list[str], targets: list[str], runs: int,
+           ratio_cols: list[tuple[str, str, str]]) -> list[str]:
+    head = ["figure", "unit", *targets, *(label for label, _, _ in ratio_cols)]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for name in names:
+        unit = next(f.unit for t in targets if (f := figures.get(t, name)) is not None)
+        row = [name, unit, *(_cell(figures.get(t, name), runs) for t in targets)]
+        row += [_ratio(figures, a, b, name) for _, a, b in ratio_cols]
+        lines.append("| " + " | ".join(row) + " |")
+    return lines
+
+
+def _names(figures: Figures, targets: list[str], keep: Any) -> list[str]:
+    seen: dict[str, None] = {}
+    for t in targets:
+        for name in figures.by_target.get(t, {}):
+            if keep(name):
+                seen[name] = None
+    return list(seen)
+
+
+def markdown(doc: dict[str, Any], figures: Figures) -> str:
+    runs = doc["options"]["runs"]
+    m = doc["machine"]
+    targets = [t for t in TARGET_ORDER if t in figures.by_target]
+    ratio_cols = []
+    if GLANCE in targets:
+        ratio_cols.append(("streamd/glance", STREAMD, GLANCE))
+    if STATIC in targets:
+        ratio_cols.append(("streamd/static", STREAMD, STATIC))
+    out = [
+        f"## streamd bench — {doc['started']}",
+        "",
+        f"`{doc['command']}`  ",
+        f"{m['cpu_count']} × {m['cpu_model']}, {m['memory_total_mib']} MiB, Linux {m['kernel']}, "
+        f"Python {m['python']}; size {doc['options']['size_mib']:.0f} MiB, "
+        f"{runs} run(s): median (min–max).",
+        "",
+        "### Throughput (MiB/s) and rates",
+        "",
+    ]
+
+    def is_main(n: str) -> bool:
+        return not n.endswith(COST_SUFFIXES) and not n.endswith(".loadclient")
+
+    out += _table(figures, _names(figures, targets, is_main), targets, runs, ratio_cols)
+    cost = _names(figures, targets, lambda n: n.endswith(COST_SUFFIXES))
+    if cost:
+        out += ["", "### Cost: server peak RSS, CPU per GiB; latencies", ""]
+        out += _table(figures, cost, targets, runs, ratio_cols[:1])
+    client = _names(figures, [STREAMD, STATIC], lambda n: n.endswith(".loadclient"))
+    if client:
+        out += ["", "### Load client vs curl, one transfer (MiB/s)", "",
+                "| target | figure | curl | load client | load client/curl |",
+                "|---|---|---|---|---|"]
+        for t in (STREAMD, STATIC):
+            for name in client:
+                base = name.removesuffix(".loadclient")
+                lc, cu = figures.get(t, name), figures.get(t, base)
+                if lc and cu:
+                    out.append(f"| {t} | {base} | {_cell(cu, runs)} | {_cell(lc, runs)} | "
+                               f"{lc.median / cu.median:.2f} |")
+    if STAGES in figures.by_target:
+        out += ["", "### Upload stages, in-process on the same buffers (MiB/s)", "",
+                "| stage | MiB/s |", "|---|---|"]
+        for name, fig in figures.by_target[STAGES].items():
+            out.append(f"| {name} | {_cell(fig, runs)} |")
+    other = [r for r in doc["ratios"] if r["value"] is not None
+             and not r["name"].startswith(("streamd/glance", "streamd/static"))]
+    if other:
+        out += ["", "### Ratios to baselines", "", "| ratio | value |", "|---|---|"]
+        out += [f"| {r['name']} | {r['value']:.2f} |" for r in other]
+    out += ["", "### Goals", "", "| goal | measured | result |", "|---|---|---|"]
+    for g in doc["goals"]:
+        v = "–" if g["value"] is None else f"{g['value']:.2f}"
+        out.append(f"| {g['goal']} | {v} | {g['result']} |")
+    if doc["notes"]:
+        out += ["", "### Notes", ""] + [f"- {n}" for n in doc["notes"]]
+    return "\n".join(out) + "\n"
+
+
+# -- chart ---------------------------------------------------------------------------------
+def chart(figures: Figures, path: Path, title: str) -> None:
+    """Grouped bars, one group per workload, one bar per target; whiskers are min–max."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    targets = [t for t in TARGET_ORDER if t in figures.by_target]
+    panels = [
+        ("throughput (MiB/s)",
+         _names(figures, targets, lambda n: n.startswith(("upload.", "download."))
+                and not n.endswith(COST_SUFFIXES) and not n.endswith(".loadclient"))),
+        ("requests/s", _names(figures, targets, lambda n: n.startswith(("range.", "meta."))
+                              and figures_unit(figures, n) == "req/s")),
+        ("server peak RSS (MiB)", _names(figures, targets, lambda n: n.endswith(".server_rss"))),
+    ]
+    panels = [p for p in panels if p[1]]
+    stages = figures.by_target.get(STAGES, {})
+    rows = len(panels) + (1 if stages else 0)
+    if rows == 0:
+        return
+    fig, axes = plt.subplots(rows, 1, figsize=(13, 4.2 * rows), squeeze=False)
+    for ax, (label, names) in zip(axes[:, 0], panels, strict=False):
+        width = 0.8 / max(1, len(targets))
+        for i, t in enumerate(targets):
+            xs, ys, lo, hi = [], [], [], []
+            for j, name in enumerate(names):
+                f = figures.get(t, name)
+                if f is None or not f.samples:
+                    continue
+                xs.append(j + (i - (len(targets) - 1) / 2) * width)
+                ys.append(f.median)
+                lo.append(f.median - f.min)
+                hi.append(f.max - f.median)
+            if xs:
+                ax.bar(xs, ys, width, yerr=[lo, hi], label=t, color=COLORS.get(t), capsize=2)
+        ax.set_xticks(range(len(names)))
+        ax.set_xticklabels([n.removesuffix(".server_rss") for n in names], rotation=20,
+                           ha="right", fontsize=8)
+        ax.set_ylabel(label)
+        if label == "requests/s":
+            ax.set_yscale("log")
+        ax.grid(axis="y", alpha=0.3)
+        ax.legend(fontsize=8)
+    if stages:
+        ax = axes[-1, 0]
+        names = list(stages)
+        ax.barh(names, [stages[n].median for n in names], color="#2ca02c")
+        ax.set_xlabel("upload stages in-process (MiB/s)")
+        ax.set_xscale("log")
+        ax.tick_params(axis="y", labelsize=8)
+        ax.grid(axis="x", alpha=0.3)
+    axes[0, 0].set_title(title)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def figures_unit(figures: Figures, name: str) -> str | None:
+    for figs in figures.by_target.values():
+        if name in figs:
+            return figs[name].unit
+    return None

@@ -1,0 +1,160 @@
+"""What the harness measures: a server that speaks the Image API v2, and how to reach it.
+
+A :class:`Target` is a base URL, the identity headers it trusts and the process tree whose
+memory and CPU are sampled. :class:`StreamdServer` starts streamd as a subprocess on a free
+loopback port with its own data directory; :func:`glance_target` describes a running Glance
+(found through its uWSGI pidfile).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+START_TIMEOUT = 60.0  # seconds for streamd to answer GET /versions (migrations run first)
+STOP_TIMEOUT = 15.0  # seconds after SIGTERM before SIGKILL
+REPO = Path(__file__).resolve().parent.parent
+GLANCE_PIDFILE = Path.home() / ".cache" / "streamd-peers" / "glance" / "uwsgi.pid"
+
+
+@dataclass
+class Target:
+    name: str  # "streamd", "streamd-xxh3", "glance"
+    url: str  # http://127.0.0.1:PORT
+    root_pid: Callable[[], int | None]  # the process tree to sample; None: not sampled
+    roles: str = "member,reader"  # Glance 33's default policy wants "reader" to list
+    extra_headers: dict[str, str] = field(default_factory=dict)
+    uploads_only: bool = False  # a variant that differs only on the upload path
+    os_hash_algo: str | None = None  # what uploads must report; None: not checked
+    notes: list[str] = field(default_factory=list)
+
+    def headers(self, project: str) -> dict[str, str]:
+        """The identity headers for a request on behalf of ``project``."""
+        return {
+            **self.extra_headers,
+            "X-Project-Id": project,
+            "X-User-Id": f"{project}-user",
+            "X-Roles": self.roles,
+        }
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def http_status(url: str, timeout: float = 2.0) -> int | None:
+    """The status code of ``GET url``, or None when nothing answers."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as r:
+            return int(r.status)
+    except urllib.error.HTTPError as e:
+        return int(e.code)
+    except (OSError, ValueError):
+        return None
+
+
+class StreamdServer:
+    """``python -m streamd serve`` on a free port with ``data_dir``; a context manager."""
+
+    def __init__(
+        self,
+        name: str,
+        data_dir: Path,
+        env: dict[str, str] | None = None,
+        python: str = sys.executable,
+        uploads_only: bool = False,
+    ) -> None:
+        self.name = name
+        self.uploads_only = uploads_only
+        self.data_dir = data_dir
+        self.env = env or {}
+        self.python = python
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log_path = data_dir.parent / f"{name}.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        env = {**os.environ, **self.env}
+        argv = [self.python, "-m", "streamd", "serve", "--bind", f"127.0.0.1:{self.port}",
+                "--data-dir", str(self.data_dir)]
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen(argv, cwd=REPO, env=env, stdout=log, stderr=log,
+                                         stdin=subprocess.DEVNULL)
+        deadline = time.monotonic() + START_TIMEOUT
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{self.name} exited with {self.proc.returncode}:\n"
+                                   + self.log_tail())
+            if http_status(f"{self.url}/versions", timeout=1.0) == 200:
+                return
+            time.sleep(0.2)
+        self.stop()
+        raise RuntimeError(f"{self.name} did not answer GET /versions within "
+                           f"{START_TIMEOUT:.0f} s:\n" + self.log_tail())
+
+    def stop(self) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.terminate()
+        try:
+            self.proc.wait(STOP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+    def log_tail(self, lines: int = 30) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc is not None and self.proc.poll() is None else None
+
+    def target(self) -> Target:
+        algo = self.env.get("STREAMD_OS_HASH_ALGO", "sha512")
+        return Target(self.name, self.url, self.pid, uploads_only=self.uploads_only,
+                      os_hash_algo=algo)
+
+    def __enter__(self) -> StreamdServer:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def glance_pid(pidfile: Path = GLANCE_PIDFILE) -> int | None:
+    """The uWSGI master of the peer Glance, when its pidfile names a live process."""
+    try:
+        pid = int(pidfile.read_text().strip())
+        os.kill(pid, 0)
+        return pid
+    except (OSError, ValueError):
+        return None
+
+
+def glance_target(url: str) -> Target:
+    """Glance behind uWSGI, keystone-less: it trusts the headers keystonemiddleware sets."""
+    t = Target(
+        "glance",
+        url.rstrip("/"),
+        glance_pid,
+        extra_headers={"X-Identity-Status": "Confirmed"},
+        os_hash_algo="sha512",
+    )
+    if glance_pid() is None:
+        t.notes.append(f"no live uWSGI pid in {GLANCE_PIDFILE}: Glance RSS/CPU not sampled")
+    return t
