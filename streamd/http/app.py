@@ -16,6 +16,7 @@ from quart import Response
 from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
 
+from streamd.http import images, schemas, versions
 from streamd.http.context import RUNTIME_KEY
 from streamd.http.errors import describe, error_body
 from streamd.service.runtime import Runtime
@@ -36,15 +37,12 @@ def _json_error(status: int, message: str, headers: dict[str, str] | None = None
 
 
 def create_quart_app(rt: Runtime) -> QuartTrio:
-    from streamd.http import versions
-
     app = QuartTrio("streamd")
     app.extensions[RUNTIME_KEY] = rt
     app.config["MAX_CONTENT_LENGTH"] = 16 * 1024 * 1024  # metadata bodies only; data is raw ASGI
     app.config["PROPAGATE_EXCEPTIONS"] = False
     app.json.sort_keys = False  # type: ignore[attr-defined]
-    app.register_blueprint(versions.bp)
-    for bp in _blueprints():
+    for bp in (versions.bp, schemas.bp, images.bp):
         app.register_blueprint(bp)
 
     @app.errorhandler(HTTPException)
@@ -62,22 +60,6 @@ def create_quart_app(rt: Runtime) -> QuartTrio:
         return _json_error(status, message, headers)
 
     return app
-
-
-def _blueprints() -> list[Any]:
-    """Blueprints of the metadata resources, one module each."""
-    import importlib
-
-    found = []
-    for name in ("schemas", "images"):
-        try:
-            module = importlib.import_module(f"streamd.http.{name}")
-        except ModuleNotFoundError as e:
-            if e.name != f"streamd.http.{name}":
-                raise
-            continue
-        found.append(module.bp)
-    return found
 
 
 def create_app(rt: Runtime) -> ASGIApp:

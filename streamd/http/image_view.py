@@ -1,0 +1,60 @@
+"""Images as Glance's clients expect to read them: the JSON of one image and of a listing page.
+
+Every core field is present, null or not (clients index them directly); custom properties
+sit at the top level beside them; ``self``/``file``/``schema`` are the image's links; times
+are whole-second UTC (``2024-01-31T12:00:00Z``). Internal columns — the data's ``location``
+and ``store``, the ``xxh3`` digest — never leave the server.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from typing import Any
+from urllib.parse import urlencode
+
+from streamd.registry.records import ImageRecord
+from streamd.service.listing import Page
+
+# Glance's order, which people diffing the two servers' output will recognise.
+CORE_FIELDS = ("name", "disk_format", "container_format", "visibility", "size", "virtual_size",
+               "status", "checksum", "protected", "min_ram", "min_disk", "owner", "os_hidden",
+               "os_hash_algo", "os_hash_value", "id")
+IMAGES_PATH = "/v2/images"
+
+
+def timestamp(moment: dt.datetime) -> str:
+    """Registry times are naive UTC; Glance writes them ISO 8601 with a ``Z``."""
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(dt.UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def image_view(image: ImageRecord) -> dict[str, Any]:
+    body: dict[str, Any] = dict(image.properties)  # Glance puts custom properties first
+    for name in CORE_FIELDS:
+        body[name] = getattr(image, name)
+    body["created_at"] = timestamp(image.created_at)
+    body["updated_at"] = timestamp(image.updated_at)
+    body["tags"] = list(image.tags)
+    body["self"] = f"{IMAGES_PATH}/{image.id}"
+    body["file"] = f"{IMAGES_PATH}/{image.id}/file"
+    body["schema"] = "/v2/schemas/image"
+    return body
+
+
+def images_view(page: Page, params: Sequence[tuple[str, str]]) -> dict[str, Any]:
+    """A listing page with its ``first`` link and, when more follow, ``next``.
+
+    Both links repeat the request's own parameters (filters, sorts, limit) so that a client
+    following ``next`` keeps getting the same listing; only the marker changes.
+    """
+    kept = [(k, v) for k, v in params if k != "marker"]
+    body: dict[str, Any] = {
+        "images": [image_view(image) for image in page.images],
+        "first": f"{IMAGES_PATH}?{urlencode(kept)}" if kept else IMAGES_PATH,
+        "schema": "/v2/schemas/images",
+    }
+    if page.next_marker is not None:
+        body["next"] = f"{IMAGES_PATH}?{urlencode([*kept, ('marker', page.next_marker)])}"
+    return body

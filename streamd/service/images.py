@@ -1,0 +1,134 @@
+"""The image metadata use cases: create, show, list, update, delete, tag.
+
+Each takes the caller's ``RequestContext`` and the ``Runtime`` and checks everything — the
+image schema, read-only and reserved fields, who may do it (``streamd.policy``) — before
+the registry is asked to change anything, so a refused request leaves no trace. Registry
+calls are blocking and run in worker threads through ``Runtime.db``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
+from typing import Any
+
+from streamd import policy
+from streamd.context import RequestContext
+from streamd.errors import BadRequest, Forbidden
+from streamd.registry.records import ImageQuery, ImageRecord
+from streamd.service import listing, transfers
+from streamd.service.image_patch import PATCH_V21, apply_patch, parse_patch
+from streamd.service.image_schema import WRITABLE_CORE, check_writable, validate_document
+from streamd.service.runtime import Runtime
+
+log = logging.getLogger("streamd.images")
+
+# Core columns a client may set on create (tags and custom properties travel separately).
+_CREATE_CORE = tuple(name for name in WRITABLE_CORE if name != "tags")
+
+
+async def create_image(rt: Runtime, ctx: RequestContext, body: Mapping[str, Any]) -> ImageRecord:
+    """Register a new, empty (``queued``) image owned by the caller's project."""
+    if not isinstance(body, Mapping):
+        raise BadRequest("The request body must be a JSON object of image fields, e.g. "
+                         '{"name": "cirros", "disk_format": "qcow2", "container_format": '
+                         '"bare"}.')
+    for name in body:
+        if name != "id":  # a client may choose the new image's id
+            check_writable(name)
+    validate_document(body)
+    owner = body.get("owner", ctx.project_id)
+    policy.ensure_may_own(ctx, owner)
+    policy.ensure_may_set_visibility(ctx, body.get("visibility"))
+    values = {name: body[name] for name in _CREATE_CORE if name in body}
+    values["owner"] = owner
+    properties = {k: v for k, v in body.items() if k not in WRITABLE_CORE and k != "id"}
+    image = await rt.db(rt.registry.create, values, properties, body.get("tags", ()),
+                        body.get("id"))
+    log.info("CREATE image=%s owner=%s", image.id, image.owner)
+    return image
+
+
+async def show_image(rt: Runtime, ctx: RequestContext, image_id: str) -> ImageRecord:
+    image = await rt.db(rt.registry.get, image_id)
+    policy.ensure_visible(ctx, image)
+    return image
+
+
+async def list_images(
+    rt: Runtime, ctx: RequestContext, params: Sequence[tuple[str, str]]
+) -> listing.Page:
+    """One page of the images the caller may see; ``next_marker`` only when more follow.
+
+    The registry is asked for one image more than the page holds: that one's existence is
+    what says a next page exists, so clients never fetch a last, empty page.
+    """
+    request = listing.parse_listing(params, ctx, rt.settings)
+    if request.limit == 0:
+        if request.query.marker is not None:  # still a 400 for a bad marker
+            await rt.db(rt.registry.list, _with_limit(request.query, 1))
+        return listing.Page([], None)
+    found = await rt.db(rt.registry.list, _with_limit(request.query, request.limit + 1))
+    images = found[: request.limit]
+    more = len(found) > request.limit
+    return listing.Page(images, images[-1].id if more else None)
+
+
+def _with_limit(query: ImageQuery, limit: int) -> ImageQuery:
+    return replace(query, limit=limit)
+
+
+async def update_image(
+    rt: Runtime, ctx: RequestContext, image_id: str, patch: Any, media_type: str = PATCH_V21
+) -> ImageRecord:
+    """Apply a JSON patch (already parsed from JSON) to an image's metadata."""
+    ops = parse_patch(patch, media_type)
+    image = await rt.db(rt.registry.get, image_id)
+    policy.ensure_modifiable(ctx, image, "update")
+    changes = apply_patch(ctx, image, ops)
+    if changes.empty:
+        return image
+    updated = await rt.db(
+        rt.registry.update, image_id, changes.values, changes.set_properties,
+        changes.remove_properties, changes.tags,
+    )
+    log.info("UPDATE image=%s fields=%s", image_id,
+             ",".join([*changes.values, *changes.set_properties, *changes.remove_properties,
+                       *(["tags"] if changes.tags is not None else [])]))
+    return updated
+
+
+async def delete_image(rt: Runtime, ctx: RequestContext, image_id: str) -> None:
+    """Delete an image the caller owns (or any, for admins) unless it is protected."""
+    image = await rt.db(rt.registry.get, image_id)
+    policy.ensure_modifiable(ctx, image, "delete")
+    if image.protected:
+        raise Forbidden(f"Image {image_id} is protected and cannot be deleted; first set "
+                        "protected to false (PATCH replace /protected false).")
+    await _delete_data(rt, image)
+    await rt.db(rt.registry.delete, image_id)
+    log.info("DELETE image=%s", image_id)
+
+
+async def _delete_data(rt: Runtime, image: ImageRecord) -> None:
+    """Remove the image's bytes from their store: the one place image deletion touches data.
+
+    Runs before the registry row goes, so a failure leaves a still-listed image that can be
+    deleted again rather than data nobody can find.
+    """
+    await transfers.delete_data(rt, image)
+
+
+async def add_tag(rt: Runtime, ctx: RequestContext, image_id: str, tag: str) -> None:
+    image = await rt.db(rt.registry.get, image_id)
+    policy.ensure_modifiable(ctx, image, "tag")
+    if len(tag) > 255:
+        raise BadRequest(f"Tag '{tag[:32]}…' is {len(tag)} characters long; the limit is 255.")
+    await rt.db(rt.registry.add_tag, image_id, tag)
+
+
+async def remove_tag(rt: Runtime, ctx: RequestContext, image_id: str, tag: str) -> None:
+    image = await rt.db(rt.registry.get, image_id)
+    policy.ensure_modifiable(ctx, image, "untag")
+    await rt.db(rt.registry.remove_tag, image_id, tag)
