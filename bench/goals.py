@@ -48,7 +48,7 @@ def ratios(figures: Figures) -> list[Ratio]:
             if name in sd and not name.endswith((".client_cpu", ".loadclient")):
                 out.append(Ratio(f"{label} {name}", f"{STREAMD}:{name}", f"{peer}:{name}"))
     for name in figures.by_target.get(XXH3, {}):
-        if name in sd and not name.endswith(".client_cpu"):
+        if name in sd and not name.endswith((".client_cpu", ".server_rss")):
             out.append(Ratio(f"xxh3/sha512 {name}", f"{XXH3}:{name}", f"{STREAMD}:{name}"))
     stage_refs = [
         ("upload.random.c1", "md5+sha512.2threads", "upload / md5+sha512 in 2 threads"),
