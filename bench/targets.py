@@ -18,6 +18,9 @@ import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
+
+import psutil
 
 START_TIMEOUT = 60.0  # seconds for streamd to answer GET /versions (migrations run first)
 STOP_TIMEOUT = 15.0  # seconds after SIGTERM before SIGKILL
@@ -34,6 +37,7 @@ class Target:
     extra_headers: dict[str, str] = field(default_factory=dict)
     uploads_only: bool = False  # a variant that differs only on the upload path
     os_hash_algo: str | None = None  # what uploads must report; None: not checked
+    purge_cache: bool = False  # DELETE /v2/cache/{id} (as admin) before deleting an image
     notes: list[str] = field(default_factory=list)
 
     def headers(self, project: str) -> dict[str, str]:
@@ -154,7 +158,22 @@ def glance_target(url: str) -> Target:
         glance_pid,
         extra_headers={"X-Identity-Status": "Confirmed"},
         os_hash_algo="sha512",
+        purge_cache=True,
     )
-    if glance_pid() is None:
+    pid = glance_pid()
+    port = urlsplit(t.url).port or 80
+    if pid is None:
         t.notes.append(f"no live uWSGI pid in {GLANCE_PIDFILE}: Glance RSS/CPU not sampled")
+    elif not _listens_on(pid, port):
+        t.root_pid = lambda: None
+        t.notes.append(f"uWSGI pid {pid} from {GLANCE_PIDFILE} does not listen on port {port}: "
+                       "Glance RSS/CPU not sampled")
     return t
+
+
+def _listens_on(pid: int, port: int) -> bool:
+    try:
+        conns = psutil.Process(pid).net_connections(kind="tcp")
+    except psutil.Error:
+        return False
+    return any(c.status == psutil.CONN_LISTEN and c.laddr.port == port for c in conns)

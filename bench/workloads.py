@@ -311,7 +311,18 @@ class TargetRun:
 
     def delete_transfer_images(self) -> None:
         ids, self._all_ids = self._all_ids, []
+        if self.t.purge_cache:
+            self._a(self._purge_cache(ids))
         self._a(gather_limited([self.api.delete(i) for i in ids], SETUP_CONCURRENCY))
+
+    async def _purge_cache(self, ids: list[str]) -> None:
+        """Drop the server's cached copies first: Glance keeps them when a delete half-fails."""
+        admin = HttpClient(self.t.url, {**self.t.headers(self.project), "X-Roles": "admin"})
+        try:
+            for image_id in ids:
+                await admin.request("DELETE", f"/v2/cache/{image_id}")
+        finally:
+            admin.close()
 
     # -- metadata --------------------------------------------------------------------
     def metadata(self) -> None:
