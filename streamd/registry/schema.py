@@ -39,17 +39,19 @@ def make_engine(url: str) -> sa.Engine:
     return sa.create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10)
 
 
-def _alembic_config(connection: sa.Connection) -> Config:
+def _alembic_config(connection: sa.Connection | None = None) -> Config:
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS))
     cfg.attributes["connection"] = connection
     return cfg
 
 
+def _scripts() -> ScriptDirectory:
+    return ScriptDirectory.from_config(_alembic_config())
+
+
 def head_revision() -> str:
-    cfg = Config()
-    cfg.set_main_option("script_location", str(MIGRATIONS))
-    head = ScriptDirectory.from_config(cfg).get_current_head()
+    head = _scripts().get_current_head()
     assert head is not None
     return head
 
@@ -76,6 +78,12 @@ def ensure_current(engine: sa.Engine, *, migrate: bool) -> None:
         upgrade(engine)
         return
     current, head = current_revision(engine), head_revision()
+    if current is not None and current not in {r.revision for r in _scripts().walk_revisions()}:
+        raise SchemaOutOfDate(
+            f"the registry database is at schema revision {current}, which this streamd does "
+            f"not know (it needs {head}): the database was upgraded by a newer streamd; run "
+            "that version, or restore a backup taken before its `streamd db upgrade`"
+        )
     if current != head:
         raise SchemaOutOfDate(
             f"the registry database is at schema revision {current or 'none'}, this streamd "

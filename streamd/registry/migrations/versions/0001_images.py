@@ -6,6 +6,7 @@ Revises:
 
 import sqlalchemy as sa
 from alembic import op
+from sqlalchemy.dialects import mysql, postgresql
 
 revision = "0001"
 down_revision = None
@@ -13,24 +14,35 @@ branch_labels = None
 depends_on = None
 
 
+def _str(length: int | None = None) -> sa.types.TypeEngine[str]:
+    """Strings with binary collations (see streamd.registry.models.Str), frozen here."""
+    if length is None:
+        return sa.Text().with_variant(
+            mysql.TEXT(charset="utf8mb4", collation="utf8mb4_bin"), "mysql", "mariadb"
+        ).with_variant(postgresql.TEXT(collation="C"), "postgresql")
+    return sa.String(length).with_variant(
+        mysql.VARCHAR(length, charset="utf8mb4", collation="utf8mb4_bin"), "mysql", "mariadb"
+    ).with_variant(postgresql.VARCHAR(length, collation="C"), "postgresql")
+
+
 def upgrade() -> None:
     op.create_table(
         "images",
-        sa.Column("id", sa.String(36), nullable=False),
-        sa.Column("name", sa.String(255), nullable=True),
-        sa.Column("status", sa.String(30), nullable=False),
-        sa.Column("visibility", sa.String(20), nullable=False),
-        sa.Column("owner", sa.String(255), nullable=True),
+        sa.Column("id", _str(36), nullable=False),
+        sa.Column("name", _str(255), nullable=True),
+        sa.Column("status", _str(30), nullable=False),
+        sa.Column("visibility", _str(20), nullable=False),
+        sa.Column("owner", _str(255), nullable=True),
         sa.Column("size", sa.BigInteger(), nullable=True),
         sa.Column("virtual_size", sa.BigInteger(), nullable=True),
-        sa.Column("disk_format", sa.String(20), nullable=True),
-        sa.Column("container_format", sa.String(20), nullable=True),
-        sa.Column("checksum", sa.String(32), nullable=True),
-        sa.Column("os_hash_algo", sa.String(64), nullable=True),
-        sa.Column("os_hash_value", sa.String(128), nullable=True),
-        sa.Column("xxh3", sa.String(32), nullable=True),
-        sa.Column("location", sa.String(2048), nullable=True),
-        sa.Column("store", sa.String(255), nullable=True),
+        sa.Column("disk_format", _str(20), nullable=True),
+        sa.Column("container_format", _str(20), nullable=True),
+        sa.Column("checksum", _str(32), nullable=True),
+        sa.Column("os_hash_algo", _str(64), nullable=True),
+        sa.Column("os_hash_value", _str(128), nullable=True),
+        sa.Column("xxh3", _str(32), nullable=True),
+        sa.Column("location", _str(2048), nullable=True),
+        sa.Column("store", _str(255), nullable=True),
         sa.Column("min_disk", sa.Integer(), nullable=False),
         sa.Column("min_ram", sa.Integer(), nullable=False),
         sa.Column("protected", sa.Boolean(), nullable=False),
@@ -48,9 +60,9 @@ def upgrade() -> None:
     op.create_index("ix_images_checksum", "images", ["checksum"])
     op.create_table(
         "image_properties",
-        sa.Column("image_id", sa.String(36), nullable=False),
-        sa.Column("name", sa.String(255), nullable=False),
-        sa.Column("value", sa.Text(), nullable=False),
+        sa.Column("image_id", _str(36), nullable=False),
+        sa.Column("name", _str(255), nullable=False),
+        sa.Column("value", _str(), nullable=False),
         sa.ForeignKeyConstraint(
             ["image_id"], ["images.id"], ondelete="CASCADE",
             name="fk_image_properties_image_id_images",
@@ -60,8 +72,8 @@ def upgrade() -> None:
     op.create_index("ix_image_properties_name", "image_properties", ["name"])
     op.create_table(
         "image_tags",
-        sa.Column("image_id", sa.String(36), nullable=False),
-        sa.Column("value", sa.String(255), nullable=False),
+        sa.Column("image_id", _str(36), nullable=False),
+        sa.Column("value", _str(255), nullable=False),
         sa.ForeignKeyConstraint(
             ["image_id"], ["images.id"], ondelete="CASCADE",
             name="fk_image_tags_image_id_images",
