@@ -37,7 +37,7 @@ MiB = 1024 * 1024
 GiB = 1024 * MiB
 RANGE = 1 * MiB  # bytes per ranged read: one chunk, what a random-access reader asks for
 LIST_REPEATS = 5  # first-page repeats for the limit=1000 latency
-UPLOAD_ATTEMPTS = 3  # per stream at concurrency > 1 (Glance on SQLite answers 500 at times)
+UPLOAD_ATTEMPTS = 3  # per stream (Glance on SQLite answers 500 "database is locked" at times)
 SETUP_CONCURRENCY = 8  # parallel creates/deletes for images that are not being measured
 
 
@@ -188,9 +188,14 @@ class TargetRun:
 
     # -- transfers -------------------------------------------------------------------
     def upload_one(self, inp: Input) -> None:
-        image_id = self._create(inp, f"bench-{inp.kind}-c1")
-        with self._measure() as cost:
-            res = curl.upload(self._url(image_id), inp.path, self.client.headers)
+        for attempt in range(UPLOAD_ATTEMPTS):
+            image_id = self._create(inp, f"bench-{inp.kind}-c1")
+            with self._measure() as cost:
+                res = curl.upload(self._url(image_id), inp.path, self.client.headers)
+            if res.status not in (500, 503) or attempt == UPLOAD_ATTEMPTS - 1:
+                break
+            self.notes.append(f"{self.t.name} run {self.run_no}: upload {inp.kind} c1 answered "
+                              f"{res.status}; retried on a new image")
         if res.status != 204:
             raise ApiError(f"curl upload: HTTP {res.status}")
         self._add_transfer(f"upload.{inp.kind}.c1", inp.size, res.seconds, cost)
