@@ -1,21 +1,32 @@
 """Image metadata: create, find, list, update, delete; status changes only one node can win.
 
 Every method is synchronous and short; the service layer calls them from worker threads.
+
+Listing is keyset pagination: a page is the first ``limit`` rows strictly after the marker
+in the sort order, which always ends in ``created_at`` and ``id`` so that the order is total.
+The default page (created_at desc, id desc) is read straight off an index on every database:
+an admin's from ``ix_images_created_at_id``, anyone else's merged from two index seeks, one
+in the viewer's own images and one in the public ones, so the cost of a page does not grow
+with the number of images or with how deep the marker is.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
-from streamd.errors import BadRequest, Conflict, NotFound
+from streamd.errors import BadRequest, Conflict, NotFound, ServiceUnavailable
 from streamd.registry.models import Image, ImageProperty, ImageTag
 from streamd.registry.records import CORE_FIELDS, Filter, ImageQuery, ImageRecord, Viewer
+
+log = logging.getLogger("streamd.registry")
 
 images = Image.__table__
 props = ImageProperty.__table__
@@ -30,6 +41,9 @@ FILTER_FIELDS = (
     "virtual_size", "checksum", "os_hash_value", "protected", "os_hidden", "min_disk",
     "min_ram", "created_at", "updated_at",
 )
+_INT_FIELDS = ("size", "virtual_size", "min_disk", "min_ram")
+_BOOL_FIELDS = ("protected", "os_hidden")
+_TIME_FIELDS = ("created_at", "updated_at")
 # NULLs sort differently on each database; a sentinel gives one order (and one keyset seek).
 _NULL_SENTINEL = {"name": "", "owner": "", "container_format": "", "disk_format": "",
                   "size": -1, "virtual_size": -1}
@@ -40,8 +54,10 @@ _OPS = {
     "gte": lambda c, v: c >= v,
     "lt": lambda c, v: c < v,
     "lte": lambda c, v: c <= v,
-    "in": lambda c, v: c.in_(list(v)),
+    "in": lambda c, v: c.in_(v),
 }
+# images anyone may list besides their own (community ones only when asked, as in Glance)
+_SHARED_WITH_ALL = ("public", "community")
 
 
 def utcnow() -> dt.datetime:
@@ -49,28 +65,123 @@ def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC).replace(tzinfo=None, microsecond=0)
 
 
-def _sort_expr(key: str) -> sa.ColumnElement[Any]:
-    col = images.c[key]
+def _naive_utc(value: dt.datetime) -> dt.datetime:
+    if value.tzinfo is not None:
+        value = value.astimezone(dt.UTC).replace(tzinfo=None)
+    return value
+
+
+def _coerce(field: str, value: Any) -> Any:
+    """A filter value as the column's type; BadRequest names the field when it is not one."""
+    try:
+        if field in _TIME_FIELDS:
+            if isinstance(value, str):
+                value = dt.datetime.fromisoformat(value)
+            if not isinstance(value, dt.datetime):
+                raise TypeError
+            return _naive_utc(value)
+        if field in _INT_FIELDS:
+            if isinstance(value, bool):
+                raise TypeError
+            return int(value)
+        if field in _BOOL_FIELDS:
+            if isinstance(value, bool):
+                return value
+            return {"true": True, "false": False}[str(value).lower()]
+        return str(value)
+    except (TypeError, ValueError, KeyError):
+        kind = ("an ISO 8601 date and time" if field in _TIME_FIELDS else
+                "an integer" if field in _INT_FIELDS else
+                "true or false" if field in _BOOL_FIELDS else "a string")
+        raise BadRequest(f"Invalid value {value!r} for filter {field}: use {kind}") from None
+
+
+def _full_sort(sort: Sequence[tuple[str, str]]) -> list[tuple[str, str]]:
+    """The requested sort, checked, then ``created_at`` and ``id`` as Glance appends them.
+
+    The appended keys take the requested direction when all keys share one, else ``desc``.
+    """
+    for key, direction in sort:
+        if key not in SORT_KEYS:
+            raise BadRequest(f"Unsupported sort key {key!r}: use one of {', '.join(SORT_KEYS)}")
+        if direction not in ("asc", "desc"):
+            raise BadRequest(f"Unsupported sort direction {direction!r}: use asc or desc")
+    full = list(sort)
+    directions = {d for _, d in full}
+    default = directions.pop() if len(directions) == 1 else "desc"
+    for key in ("created_at", "id"):
+        if key not in (k for k, _ in full):
+            full.append((key, default))
+    return full
+
+
+def _sort_expr(columns: sa.ColumnCollection[str, Any], key: str) -> sa.ColumnElement[Any]:
+    col = columns[key]
     if key in _NULL_SENTINEL:
         return sa.func.coalesce(col, _NULL_SENTINEL[key])
     return col
 
 
-def _sort_value(record: ImageRecord, key: str) -> Any:
-    value = getattr(record, key)
-    return _NULL_SENTINEL.get(key) if value is None else value
+def _order(columns: sa.ColumnCollection[str, Any],
+           sort: Sequence[tuple[str, str]]) -> list[sa.ColumnElement[Any]]:
+    return [_sort_expr(columns, k).asc() if d == "asc" else _sort_expr(columns, k).desc()
+            for k, d in sort]
+
+
+def _after(marker: ImageRecord, sort: Sequence[tuple[str, str]]) -> sa.ColumnElement[bool]:
+    """Keyset condition: rows strictly after the marker in the sort order.
+
+    ``(k1 > v1) OR (k1 = v1 AND k2 > v2) OR …``, and the redundant ``k1 >= v1`` in front of
+    it: that conjunct is what lets every database start the index scan at the marker
+    instead of filtering its way there from the first row.
+    """
+    def value(key: str) -> Any:
+        v = getattr(marker, key)
+        return _NULL_SENTINEL.get(key) if v is None else v
+
+    ors = []
+    for i, (key, direction) in enumerate(sort):
+        equal = [_sort_expr(images.c, k) == value(k) for k, _ in sort[:i]]
+        expr = _sort_expr(images.c, key)
+        ors.append(sa.and_(*equal, expr > value(key) if direction == "asc" else
+                           expr < value(key)))
+    first, direction = sort[0]
+    expr = _sort_expr(images.c, first)
+    bound = expr >= value(first) if direction == "asc" else expr <= value(first)
+    return sa.and_(bound, sa.or_(*ors))
 
 
 class ImageRegistry:
-    """The images tables behind one engine."""
+    """The images tables behind one engine. ``clock`` gives created_at/updated_at."""
 
-    def __init__(self, engine: sa.Engine) -> None:
+    def __init__(self, engine: sa.Engine, clock: Callable[[], dt.datetime] = utcnow) -> None:
         self.engine = engine
+        self.clock = clock
+
+    @contextmanager
+    def _connection(self, *, write: bool = False) -> Iterator[sa.Connection]:
+        """A connection (``write``: a transaction, committed at the end of the block).
+
+        A database that is gone, restarting or busy (locked, deadlocked) fails the call with
+        ServiceUnavailable, which a client may retry; the pool's pre-ping and invalidation
+        give the next call a new connection.
+        """
+        try:
+            with (self.engine.begin() if write else self.engine.connect()) as conn:
+                yield conn
+        except DBAPIError as e:
+            if not (isinstance(e, OperationalError) or e.connection_invalidated):
+                raise
+            log.warning("registry database unavailable: %s", type(e.orig or e).__name__)
+            raise ServiceUnavailable(
+                "The image registry's database is unavailable or busy; retry the request",
+                headers={"Retry-After": "1"},
+            ) from e
 
     # -- reading -----------------------------------------------------------------------------
 
     def get(self, image_id: str) -> ImageRecord:
-        with self.engine.connect() as conn:
+        with self._connection() as conn:
             row = conn.execute(sa.select(images).where(images.c.id == image_id)).first()
             if row is None:
                 raise NotFound(f"No image found with ID {image_id}")
@@ -78,54 +189,57 @@ class ImageRegistry:
 
     def list(self, query: ImageQuery) -> list[ImageRecord]:
         """One page of images in the query's order, after the marker, visible to the viewer."""
-        for key, direction in query.sort:
-            if key not in SORT_KEYS:
-                raise BadRequest(f"Unsupported sort key {key!r}: use one of {', '.join(SORT_KEYS)}")
-            if direction not in ("asc", "desc"):
-                raise BadRequest(f"Unsupported sort direction {direction!r}: use asc or desc")
-        sort = list(query.sort)
-        if "id" not in (k for k, _ in sort):
-            sort.append(("id", sort[-1][1] if sort else "desc"))
-        stmt = sa.select(images).where(*self._conditions(query))
-        with self.engine.connect() as conn:
+        sort = _full_sort(query.sort)
+        if query.limit < 0:
+            raise BadRequest(f"Invalid limit {query.limit}: use 0 or more")
+        conds = self._conditions(query)
+        scopes = self._scopes(query)
+        with self._connection() as conn:
             if query.marker is not None:
                 marker_row = conn.execute(
                     sa.select(images).where(images.c.id == query.marker)
                 ).first()
                 if marker_row is None or not self._visible(marker_row, query.viewer):
                     raise BadRequest(f"Invalid marker {query.marker}: no such image is visible")
-                stmt = stmt.where(self._after(marker_row, sort))
-            order = [
-                _sort_expr(k).asc() if d == "asc" else _sort_expr(k).desc() for k, d in sort
+                conds.append(_after(self._row_record(marker_row, {}, ()), sort))
+            if not scopes:
+                return []
+            # one seek per scope, each ordered and limited by its own index, merged on top
+            pages = [
+                sa.select(images).where(*conds, scope)
+                .order_by(*_order(images.c, sort)).limit(query.limit)
+                for scope in scopes
             ]
-            rows = conn.execute(stmt.order_by(*order).limit(query.limit)).all()
+            if len(pages) == 1:
+                stmt = pages[0]
+            else:
+                merged = sa.union_all(*(sa.select(p.subquery()) for p in pages)).subquery()
+                stmt = sa.select(merged).order_by(*_order(merged.c, sort)).limit(query.limit)
+            rows = conn.execute(stmt).all()
             return self._records(conn, rows)
 
     def _visible(self, row: Any, viewer: Viewer) -> bool:
-        return viewer.is_admin or row.owner == viewer.project_id or row.visibility in (
-            "public", "community")
+        return (viewer.is_admin or row.owner == viewer.project_id
+                or row.visibility in _SHARED_WITH_ALL)
 
     def _conditions(self, query: ImageQuery) -> list[sa.ColumnElement[bool]]:
+        """The query's filters, tags and properties; hidden images unless os_hidden is asked."""
         conds: list[sa.ColumnElement[bool]] = []
-        visibility_asked = None
-        hidden_asked = False
         for f in query.filters:
             if f.field not in FILTER_FIELDS or f.op not in _OPS:
-                raise BadRequest(f"Unsupported filter {f.field}={f.op}:")
-            conds.append(_OPS[f.op](images.c[f.field], f.value))
-            if f.field == "visibility":
-                visibility_asked = f.value
-            if f.field == "os_hidden":
-                hidden_asked = True
-        viewer = query.viewer
-        if visibility_asked is None and not viewer.is_admin:
-            # Glance's default listing: own images and public ones; community only when asked
-            conds.append(sa.or_(images.c.owner == viewer.project_id,
-                                images.c.visibility == "public"))
-        elif not viewer.is_admin:
-            conds.append(sa.or_(images.c.owner == viewer.project_id,
-                                images.c.visibility.in_(("public", "community"))))
-        if not hidden_asked:
+                raise BadRequest(
+                    f"Unsupported filter {f.field}:{f.op}: fields are {', '.join(FILTER_FIELDS)}"
+                    f", operators {', '.join(_OPS)}"
+                )
+            if f.field == "visibility" and f.value == "all":
+                continue
+            if f.op == "in":
+                values = [f.value] if isinstance(f.value, str) else f.value
+                value: Any = [_coerce(f.field, v) for v in values]  # type: ignore[union-attr]
+            else:
+                value = _coerce(f.field, f.value)
+            conds.append(_OPS[f.op](images.c[f.field], value))
+        if not any(f.field == "os_hidden" for f in query.filters):
             conds.append(images.c.os_hidden == sa.false())
         for tag in query.tags:
             conds.append(sa.exists().where(tags_t.c.image_id == images.c.id,
@@ -135,16 +249,38 @@ class ImageRegistry:
                                            props.c.name == name, props.c.value == value))
         return conds
 
-    def _after(self, marker: Any, sort: Sequence[tuple[str, str]]) -> sa.ColumnElement[bool]:
-        """Keyset condition: rows strictly after the marker in the sort order."""
-        record = self._row_record(marker, {}, ())
-        ors = []
-        for i, (key, direction) in enumerate(sort):
-            equal = [_sort_expr(k) == _sort_value(record, k) for k, _ in sort[:i]]
-            expr, value = _sort_expr(key), _sort_value(record, key)
-            beyond = expr > value if direction == "asc" else expr < value
-            ors.append(sa.and_(*equal, beyond))
-        return sa.or_(*ors)
+    def _scopes(self, query: ImageQuery) -> list[sa.ColumnElement[bool]]:
+        """Disjoint sets of images the viewer may list; a page is merged from one seek in each.
+
+        As in Glance: without a visibility filter, community images are listed only to their
+        owner; with one (``all`` included) they are listed to everyone. Admins see the rest
+        of every project's images; others their own plus the public (and asked-for
+        community) images.
+        """
+        viewer = query.viewer
+        asked = [f for f in query.filters if f.field == "visibility"]
+        own = images.c.owner == viewer.project_id
+        if viewer.is_admin:
+            if asked:
+                return [sa.true()]
+            # not ``visibility != community OR own``: MariaDB answers an OR of two indexed
+            # columns with an index merge and a sort of the whole table
+            scopes = [images.c.visibility != "community"]
+            if viewer.project_id is not None:
+                scopes.append(sa.and_(images.c.visibility == "community", own))
+            return scopes
+        others: Iterable[str] = _SHARED_WITH_ALL if asked else ("public",)
+        for f in asked:
+            if f.op == "eq" and f.value != "all":
+                others = [v for v in others if v == f.value]
+        scopes = []
+        if viewer.project_id is not None:
+            scopes.append(own)
+            not_own = sa.or_(images.c.owner != viewer.project_id, images.c.owner.is_(None))
+            scopes += [sa.and_(images.c.visibility == v, not_own) for v in others]
+        else:
+            scopes += [images.c.visibility == v for v in others]
+        return scopes
 
     def _records(self, conn: sa.Connection, rows: Sequence[Any]) -> list[ImageRecord]:
         ids = [r.id for r in rows]
@@ -177,7 +313,7 @@ class ImageRegistry:
         tags: Iterable[str] = (),
         image_id: str | None = None,
     ) -> ImageRecord:
-        now = utcnow()
+        now = self.clock()
         row = {
             "min_disk": 0, "min_ram": 0, "protected": False, "os_hidden": False,
             "status": "queued", "visibility": "shared",
@@ -187,7 +323,7 @@ class ImageRegistry:
             "updated_at": now,
         }
         try:
-            with self.engine.begin() as conn:
+            with self._connection(write=True) as conn:
                 conn.execute(images.insert().values(**row))
                 if properties:
                     conn.execute(props.insert(), [
@@ -214,11 +350,12 @@ class ImageRegistry:
     ) -> ImageRecord:
         """Apply one change atomically; with ``expected_status`` only from those statuses."""
         values = {k: v for k, v in (values or {}).items() if k in CORE_FIELDS}
-        with self.engine.begin() as conn:
+        with self._connection(write=True) as conn:
             stmt = images.update().where(images.c.id == image_id)
             if expected_status is not None:
-                stmt = stmt.where(images.c.status.in_(list(expected_status)))
-            result = conn.execute(stmt.values(**values, updated_at=utcnow()))
+                expected_status = list(expected_status)
+                stmt = stmt.where(images.c.status.in_(expected_status))
+            result = conn.execute(stmt.values(**values, updated_at=self.clock()))
             if result.rowcount == 0:
                 self._raise_missing_or_conflict(conn, image_id, expected_status)
             removed = list(remove_properties)
@@ -267,18 +404,16 @@ class ImageRegistry:
         )
 
     def add_tag(self, image_id: str, tag: str) -> None:
-        with self.engine.begin() as conn:
+        with self._connection(write=True) as conn:
+            # the UPDATE locks the image row: concurrent PUTs of one tag queue up behind it
             self._touch(conn, image_id)
             exists = conn.execute(sa.select(tags_t.c.value).where(
                 tags_t.c.image_id == image_id, tags_t.c.value == tag)).first()
             if exists is None:
-                try:
-                    conn.execute(tags_t.insert().values(image_id=image_id, value=tag))
-                except IntegrityError:  # a concurrent PUT of the same tag: same outcome
-                    pass
+                conn.execute(tags_t.insert().values(image_id=image_id, value=tag))
 
     def remove_tag(self, image_id: str, tag: str) -> None:
-        with self.engine.begin() as conn:
+        with self._connection(write=True) as conn:
             self._touch(conn, image_id)
             result = conn.execute(tags_t.delete().where(
                 tags_t.c.image_id == image_id, tags_t.c.value == tag))
@@ -287,14 +422,14 @@ class ImageRegistry:
 
     def _touch(self, conn: sa.Connection, image_id: str) -> None:
         result = conn.execute(images.update().where(images.c.id == image_id)
-                              .values(updated_at=utcnow()))
+                              .values(updated_at=self.clock()))
         if result.rowcount == 0:
             raise NotFound(f"No image found with ID {image_id}")
 
     def delete(self, image_id: str) -> ImageRecord:
         """Remove the image's row (properties and tags cascade); returns what it was."""
         record = self.get(image_id)
-        with self.engine.begin() as conn:
+        with self._connection(write=True) as conn:
             conn.execute(props.delete().where(props.c.image_id == image_id))
             conn.execute(tags_t.delete().where(tags_t.c.image_id == image_id))
             result = conn.execute(images.delete().where(images.c.id == image_id))
@@ -303,7 +438,7 @@ class ImageRegistry:
         return record
 
     def count(self) -> int:
-        with self.engine.connect() as conn:
+        with self._connection() as conn:
             return conn.execute(sa.select(sa.func.count()).select_from(images)).scalar_one()
 
 
