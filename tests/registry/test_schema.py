@@ -1,0 +1,137 @@
+"""Migrations on every database: up from nothing, down to nothing and up again; the models
+and the migrated schema never drift apart; a stale schema stops the server with the fix."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+import sqlalchemy as sa
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+
+from streamd.registry import (
+    ImageRegistry,
+    SchemaOutOfDate,
+    ensure_current,
+    make_engine,
+    upgrade,
+)
+from streamd.registry.models import Base
+from streamd.registry.schema import current_revision, downgrade, head_revision
+
+TABLES = {"images", "image_properties", "image_tags"}
+
+
+@pytest.fixture
+def empty(empty_url: str) -> Iterator[sa.Engine]:
+    engine = make_engine(empty_url)
+    yield engine
+    engine.dispose()
+
+
+def tables(engine: sa.Engine) -> set[str]:
+    return set(sa.inspect(engine).get_table_names()) - {"alembic_version"}
+
+
+def drift(engine: sa.Engine, metadata: sa.MetaData = Base.metadata) -> list[object]:
+    """What alembic's autogenerate would write to turn the database into ``metadata``."""
+    with engine.connect() as conn:
+        context = MigrationContext.configure(conn, opts={"compare_type": True})
+        return compare_metadata(context, metadata)
+
+
+def test_upgrade_downgrade_upgrade(empty: sa.Engine) -> None:
+    assert current_revision(empty) is None and tables(empty) == set()
+    upgrade(empty)
+    assert current_revision(empty) == head_revision()
+    assert tables(empty) == TABLES
+    downgrade(empty, "base")
+    assert current_revision(empty) is None and tables(empty) == set()
+    upgrade(empty, "0001")
+    assert current_revision(empty) == "0001"
+    upgrade(empty)
+    assert current_revision(empty) == head_revision()
+    assert drift(empty) == []
+
+
+def test_each_step_down_and_up_keeps_data(empty: sa.Engine) -> None:
+    upgrade(empty)
+    image = ImageRegistry(empty).create({"name": "kept"}, {"k": "v"}, ["t"])
+    downgrade(empty, "0001")
+    upgrade(empty)
+    assert ImageRegistry(empty).get(image.id) == image
+
+
+def test_models_match_migrations(engine: sa.Engine) -> None:
+    assert drift(engine) == []
+
+
+def test_drift_would_be_seen(engine: sa.Engine) -> None:
+    """The comparison above is live: a column or an index only in the models shows up."""
+    changed = sa.MetaData(naming_convention=Base.metadata.naming_convention)
+    for table in Base.metadata.sorted_tables:
+        table.to_metadata(changed)
+    images = changed.tables["images"]
+    images.append_column(sa.Column("extra", sa.Integer, nullable=True))
+    sa.Index("ix_images_extra", images.c.extra)
+    assert {diff[0] for diff in drift(engine, changed)} == {"add_column", "add_index"}
+
+
+@pytest.mark.parametrize("table", sorted(TABLES))
+def test_strings_have_binary_collation(engine: sa.Engine, backend: str, table: str) -> None:
+    """Strings compare by code point whatever the database's default collation is.
+
+    (alembic's comparison does not look at collations, hence this test.)
+    """
+    if backend == "sqlite":  # BINARY, i.e. code point order, unless a column says otherwise
+        with engine.connect() as conn:
+            ddl = conn.exec_driver_sql(
+                "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?", (table,)
+            ).scalar_one()
+        assert "COLLATE" not in ddl.upper()
+        return
+    schema = "current_schema()" if backend == "postgresql" else "DATABASE()"
+    with engine.connect() as conn:
+        collations = dict(conn.execute(sa.text(
+            "SELECT column_name, collation_name FROM information_schema.columns "
+            f"WHERE table_schema = {schema} AND table_name = :table "
+            "AND data_type IN ('character varying', 'text', 'varchar')"
+        ), {"table": table}).all())
+    assert collations
+    assert set(collations.values()) == {"C" if backend == "postgresql" else "utf8mb4_bin"}
+
+
+# -- refusing a stale schema --------------------------------------------------------------------
+
+
+def test_empty_database_is_out_of_date(empty: sa.Engine) -> None:
+    with pytest.raises(SchemaOutOfDate, match="`streamd db upgrade`") as raised:
+        ensure_current(empty, migrate=False)
+    assert "revision none" in str(raised.value)
+    assert tables(empty) == set()
+
+
+def test_older_revision_is_out_of_date(empty: sa.Engine) -> None:
+    upgrade(empty, "0001")
+    with pytest.raises(SchemaOutOfDate, match=r"at schema revision 0001.*`streamd db upgrade`"):
+        ensure_current(empty, migrate=False)
+    assert current_revision(empty) == "0001"
+
+
+def test_current_schema_is_accepted(engine: sa.Engine) -> None:
+    ensure_current(engine, migrate=False)
+
+
+def test_migrate_brings_it_up(empty: sa.Engine) -> None:
+    ensure_current(empty, migrate=True)
+    assert current_revision(empty) == head_revision()
+    ensure_current(empty, migrate=False)
+
+
+def test_newer_revision_is_refused_with_its_own_reason(empty: sa.Engine) -> None:
+    upgrade(empty)
+    with empty.begin() as conn:
+        conn.exec_driver_sql("UPDATE alembic_version SET version_num = 'f00d'")
+    with pytest.raises(SchemaOutOfDate, match="newer streamd"):
+        ensure_current(empty, migrate=False)
