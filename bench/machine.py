@@ -41,11 +41,29 @@ def _version(dist: str) -> str | None:
         return None
 
 
+def _streamd_version() -> str | None:
+    try:
+        import streamd
+    except ImportError:
+        return None
+    return str(streamd.__version__)
+
+
 def _glance_version() -> str | None:
     for site in GLANCE_VENV.glob("lib/python*/site-packages"):
         for info in site.glob("glance-*.dist-info"):
             return info.name.removeprefix("glance-").removesuffix(".dist-info")
     return None
+
+
+def _uncommitted(path: str) -> list[str]:
+    """Files under ``path`` that differ from HEAD: the server measured is not HEAD's alone."""
+    try:
+        out = subprocess.run(["git", "-C", str(REPO), "status", "--porcelain", "--", path],
+                             capture_output=True, text=True, timeout=10).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return []
+    return [line[3:] for line in out.splitlines()]
 
 
 def describe(data_dir: Path) -> dict[str, Any]:
@@ -65,8 +83,9 @@ def describe(data_dir: Path) -> dict[str, Any]:
         "python": platform.python_version(),
         "data_fs": fs,
         "git": _first_line(["git", "-C", str(REPO), "describe", "--always", "--dirty"]),
+        "git_uncommitted_streamd_files": _uncommitted("streamd"),
         "versions": {
-            "streamd": _version("streamd"),
+            "streamd": _version("streamd") or _streamd_version(),
             "glance": _glance_version(),
             "hypercorn": _version("hypercorn"),
             "trio": _version("trio"),
