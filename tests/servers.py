@@ -8,7 +8,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -33,6 +33,8 @@ class ServerProcess:
     port: int = field(default_factory=free_port)
     proc: subprocess.Popen[bytes] | None = None
     log_path: Path | None = None
+    # more `streamd serve` options, e.g. ("--database-url", url)
+    args: Sequence[str] = ()
 
     @property
     def url(self) -> str:
@@ -47,7 +49,7 @@ class ServerProcess:
         self._log = log
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "streamd", "serve", "--bind", f"127.0.0.1:{self.port}",
-             "--data-dir", str(self.data_dir)],
+             "--data-dir", str(self.data_dir), *self.args],
             env=env, stdout=log, stderr=subprocess.STDOUT, preexec_fn=self.preexec,  # type: ignore[arg-type]
         )
         deadline = time.monotonic() + timeout
