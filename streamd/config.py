@@ -41,6 +41,12 @@ class Settings:
     image_size_cap: int = 1 * TiB  # Glance's default image_size_cap
     os_hash_algo: str = "sha512"  # Glance's default hashing_algorithm
     max_transfers: int = 64  # concurrent uploads + downloads; past it 503 + Retry-After
+    # an upload whose client sends nothing for this long is abandoned (408); the image is
+    # queued again. Waits caused by a slow store (back-pressure) do not count.
+    upload_idle_timeout: float = 60.0
+    io_threads: int = 16  # worker threads for store I/O and hashing, shared by all transfers
+    # for tests and demos only: slow the image store to this many MiB/s (0: full speed)
+    store_throttle_mib_s: float = 0.0
     # registry
     db_threads: int = 8  # worker threads that may run registry calls at once
     # listing
@@ -49,6 +55,10 @@ class Settings:
     # server
     workers: int = 1
     keep_alive_timeout: float = 75.0
+    # on SIGTERM, requests in flight get this long to finish before they are cancelled
+    graceful_timeout: float = 10.0
+    # quart-trio cuts metadata responses after this long; data routes never go through it
+    response_timeout: float = 60.0
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
 
     @property
@@ -126,9 +136,16 @@ def _check(s: Settings) -> None:
         raise bad("queue_depth", "must be between 1 and 64")
     if s.image_size_cap < 0:
         raise bad("image_size_cap", "must not be negative")
-    for name in ("max_transfers", "db_threads", "workers", "limit_param_default", "api_limit_max"):
+    for name in ("max_transfers", "io_threads", "db_threads", "workers", "limit_param_default",
+                 "api_limit_max"):
         if getattr(s, name) < 1:
             raise bad(name, "must be at least 1")
+    for name in ("store_throttle_mib_s", "graceful_timeout"):
+        if getattr(s, name) < 0:
+            raise bad(name, "must not be negative")
+    for name in ("response_timeout", "upload_idle_timeout"):
+        if getattr(s, name) <= 0:
+            raise bad(name, "must be positive")
     if s.limit_param_default > s.api_limit_max:
         raise bad("limit_param_default", "must not exceed api_limit_max")
     url = s.database_url

@@ -15,7 +15,10 @@ from typing import ParamSpec, TypeVar
 import trio
 
 from streamd.config import Settings
+from streamd.io import Store
 from streamd.registry import ImageRegistry, ensure_current, make_engine
+from streamd.service.stores import open_store
+from streamd.service.transfers import TransferSlots, recover_interrupted_uploads
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -27,6 +30,10 @@ class Runtime:
     registry: ImageRegistry
     db_limiter: trio.CapacityLimiter
     nursery: trio.Nursery
+    store: Store
+    # worker threads for the data plane (store syscalls, hashers), shared by all transfers
+    io_limiter: trio.CapacityLimiter
+    transfers: TransferSlots
 
     async def db(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         """Run one registry call in a worker thread, at most ``db_threads`` at a time."""
@@ -44,11 +51,17 @@ async def open_runtime(settings: Settings, nursery: trio.Nursery) -> AsyncIterat
         await trio.to_thread.run_sync(
             lambda: ensure_current(engine, migrate=settings.should_auto_migrate), limiter=limiter
         )
-        yield Runtime(
+        io_limiter = trio.CapacityLimiter(settings.io_threads)
+        rt = Runtime(
             settings=settings,
             registry=ImageRegistry(engine),
             db_limiter=limiter,
             nursery=nursery,
+            store=await open_store(settings, io_limiter),
+            io_limiter=io_limiter,
+            transfers=TransferSlots(settings.max_transfers),
         )
+        await recover_interrupted_uploads(rt)
+        yield rt
     finally:
         engine.dispose()

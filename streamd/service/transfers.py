@@ -1,0 +1,290 @@
+"""Uploads and downloads of image data: the registry's status changes around the data plane.
+
+An upload is three steps, each one a conditional status change or the pipeline:
+
+1. ``queued -> saving``: only one upload can win; a second one gets 409.
+2. ``store_stream``: body -> store, md5 + ``os_hash_algo`` + xxh3 in the same pass.
+3. ``saving -> active`` with size, digests and location, in one conditional update.
+
+Whatever stops it in between (client gone, short body, size cap, full disk, store error,
+server shutdown, the image deleted) puts the image back to ``queued`` (retryable) and
+leaves no data behind: the store removes its partial object, and this module removes a
+complete one that the registry did not take. What a crash leaves (``saving`` rows, temp
+files) is repaired at start-up (``recover_interrupted_uploads``, ``open_store``).
+
+Transfers are admitted, not queued: past ``max_transfers`` the caller gets 503 with
+``Retry-After`` at once (``TransferSlots``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import logging
+from collections.abc import AsyncIterator, Iterator
+from typing import TYPE_CHECKING
+
+import trio
+
+from streamd import policy
+from streamd.context import RequestContext
+from streamd.errors import BadRequest, Conflict, Forbidden, Gone, NotFound, ServiceUnavailable
+from streamd.io import ByteSource, SizeCapExceeded, UploadResult, store_stream
+from streamd.registry import Filter, ImageQuery, ImageRecord, Viewer
+
+if TYPE_CHECKING:
+    from streamd.service.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+RETRY_AFTER = 5  # seconds: a full server frees a slot in about that long at 1 GiB/s uploads
+REQUIRED_FORMATS = ("disk_format", "container_format")  # Glance refuses data without them
+_RECOVERY_PAGE = 500  # saving images reset per registry query at start-up
+
+
+class TransferSlots:
+    """Admission control for data transfers, and the uploads running in this process.
+
+    At most ``limit`` transfers run at once; one more is refused with 503 and ``Retry-After``
+    instead of waiting, so that a client retries (maybe on another node) rather than hold a
+    connection open. ``cancel_upload`` stops an upload into an image being deleted.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.active = 0
+        self._uploads: dict[str, trio.CancelScope] = {}
+
+    @contextlib.contextmanager
+    def slot(self) -> Iterator[None]:
+        if self.active >= self.limit:
+            raise ServiceUnavailable(
+                f"The server is already moving image data for {self.limit} requests, its "
+                f"limit (max_transfers); retry in {RETRY_AFTER} seconds.",
+                headers={"Retry-After": str(RETRY_AFTER)},
+            )
+        self.active += 1
+        try:
+            yield
+        finally:
+            self.active -= 1
+
+    @contextlib.contextmanager
+    def uploading(self, image_id: str) -> Iterator[trio.CancelScope]:
+        """A cancel scope for one upload; ``cancel_upload(image_id)`` cancels it."""
+        scope = trio.CancelScope()
+        self._uploads[image_id] = scope
+        try:
+            with scope:
+                yield scope
+        finally:
+            if self._uploads.get(image_id) is scope:
+                del self._uploads[image_id]
+
+    def cancel_upload(self, image_id: str) -> bool:
+        scope = self._uploads.get(image_id)
+        if scope is None:
+            return False
+        scope.cancel()
+        return True
+
+
+async def _get_visible(rt: Runtime, ctx: RequestContext, image_id: str) -> ImageRecord:
+    record = await rt.db(rt.registry.get, image_id)
+    policy.ensure_visible(ctx, record)
+    return record
+
+
+# -- upload ------------------------------------------------------------------------------------
+
+
+async def upload(
+    rt: Runtime,
+    ctx: RequestContext,
+    image_id: str,
+    source: ByteSource,
+    *,
+    size: int | None,
+) -> ImageRecord:
+    """Store ``source`` as the data of a queued image and make it active.
+
+    ``size`` is the announced length (Content-Length), ``None`` when unknown (chunked);
+    a body of another length fails. Raises NotFound, Forbidden, BadRequest, Conflict (not
+    queued, or another upload won), ServiceUnavailable (too many transfers), TooLarge (size
+    cap), Gone (deleted meanwhile), or the pipeline's errors; in every case but success the
+    image is ``queued`` again and no data is left.
+    """
+    settings = rt.settings
+    record = await _get_visible(rt, ctx, image_id)
+    policy.ensure_modifiable(ctx, record, "upload data to")
+    if record.status != "queued":
+        raise Conflict(f"Image status transition from {record.status} to saving is not allowed")
+    missing = [name for name in REQUIRED_FORMATS if not getattr(record, name)]
+    if missing:
+        raise BadRequest(
+            f"Propert{'ies' if len(missing) > 1 else 'y'} {', '.join(missing)} must be set "
+            "prior to saving data."
+        )
+    if size is not None and size > settings.image_size_cap:
+        raise SizeCapExceeded(
+            f"The incoming image is too large: {size} bytes announced, this cloud's limit "
+            f"(image_size_cap) is {settings.image_size_cap} bytes."
+        )
+    with rt.transfers.slot():
+        await rt.db(rt.registry.transition, image_id, "queued", "saving")
+        # entered only once this upload owns the image: a loser must not replace the scope
+        with rt.transfers.uploading(image_id) as scope:
+            stored: UploadResult | None = None
+            try:
+                stored = await store_stream(
+                    source,
+                    rt.store,
+                    key=image_id,
+                    os_hash_algo=settings.os_hash_algo,
+                    chunk_size=settings.chunk_size,
+                    queue_depth=settings.queue_depth,
+                    size_cap=settings.image_size_cap,
+                    expected_size=size,
+                    limiter=rt.io_limiter,
+                )
+                record = await rt.db(
+                    rt.registry.transition, image_id, "saving", "active", _result_values(rt, stored)
+                )
+            except BaseException as exc:
+                with trio.CancelScope(shield=True):
+                    # cancelled by delete_data(): the row is about to go, whatever its status
+                    await _abandon(rt, image_id, stored, keep_if_active=not scope.cancel_called)
+                if stored is not None and isinstance(exc, NotFound | Conflict):
+                    # the final status change found the row gone (deleted) or changed
+                    raise _deleted_during_upload(image_id) from None
+                raise
+    if scope.cancelled_caught:  # cancelled by delete_data(): the image is gone
+        raise _deleted_during_upload(image_id)
+    log.info("UPLOAD image=%s size=%d store=%s", image_id, record.size, record.store)
+    return record
+
+
+def _result_values(rt: Runtime, stored: UploadResult) -> dict[str, object]:
+    return {
+        "size": stored.size,
+        "checksum": stored.checksum,
+        "os_hash_algo": stored.os_hash_algo,
+        "os_hash_value": stored.os_hash_value,
+        "xxh3": stored.xxh3,
+        "location": stored.location,
+        "store": rt.store.name,
+    }
+
+
+def _deleted_during_upload(image_id: str) -> Gone:
+    return Gone(
+        f"Image {image_id} could not be found after upload. The image may have been "
+        "deleted during the upload; the data uploaded has been removed."
+    )
+
+
+async def _abandon(
+    rt: Runtime, image_id: str, stored: UploadResult | None, *, keep_if_active: bool
+) -> None:
+    """Undo a failed upload: the image back to ``queued`` and ``stored``'s data removed.
+
+    With ``keep_if_active`` the data stays if the image went active with it after all (a
+    cancellation that arrived while the final status change was being made).
+    """
+    keep = False
+    try:
+        await rt.db(rt.registry.transition, image_id, "saving", "queued")
+    except NotFound:
+        pass  # deleted meanwhile
+    except Conflict:
+        try:
+            current = await rt.db(rt.registry.get, image_id)
+            keep = (keep_if_active and stored is not None
+                    and current.location == stored.location)
+        except NotFound:
+            pass
+    except Exception:
+        # the registry is unreachable: the row stays `saving` until the next start-up
+        log.exception("could not put image %s back to queued after a failed upload", image_id)
+    if stored is not None and not keep:
+        try:
+            await rt.store.delete(stored.location)
+        except Exception:
+            log.exception("could not remove the data of failed upload %s", image_id)
+
+
+async def recover_interrupted_uploads(rt: Runtime) -> int:
+    """Put images left ``saving`` by a crash back to ``queued``; return how many.
+
+    Only safe while no upload can be running, i.e. at start-up, and only when this server
+    is the only one using the registry (the embedded SQLite database): with a shared
+    database, another node's upload would be reset too.
+    """
+    if not rt.settings.uses_embedded_db:
+        return 0
+    viewer = Viewer(project_id=None, is_admin=True)
+    filters = (Filter("status", "eq", "saving"), Filter("os_hidden", "in", (True, False)))
+    reset = 0
+    while True:
+        query = ImageQuery(viewer=viewer, filters=filters, limit=_RECOVERY_PAGE)
+        stuck = await rt.db(rt.registry.list, query)
+        for record in stuck:
+            try:
+                await rt.db(rt.registry.transition, record.id, "saving", "queued")
+                reset += 1
+            except (NotFound, Conflict):
+                pass
+        if len(stuck) < _RECOVERY_PAGE:
+            break
+    if reset:
+        log.warning("reset %d image(s) left saving by an interrupted upload to queued", reset)
+    return reset
+
+
+# -- download ----------------------------------------------------------------------------------
+
+
+async def image_for_download(rt: Runtime, ctx: RequestContext, image_id: str) -> ImageRecord:
+    """The image whose data ``ctx`` wants; its ``location`` is None when it has no data."""
+    record = await _get_visible(rt, ctx, image_id)
+    if record.status == "deactivated" and not ctx.is_admin:
+        raise Forbidden(
+            "The requested image has been deactivated. Image data download is forbidden."
+        )
+    if record.status != "active" and record.status != "deactivated":
+        # queued, saving, killed…: no data to serve (its location, if any, is not complete)
+        return _without_data(record)
+    return record
+
+
+def _without_data(record: ImageRecord) -> ImageRecord:
+    return dataclasses.replace(record, location=None)
+
+
+@contextlib.asynccontextmanager
+async def read_data(
+    rt: Runtime, record: ImageRecord, offset: int, length: int
+) -> AsyncIterator[AsyncIterator[memoryview | bytes]]:
+    """Hold a transfer slot and yield the store's chunks of ``[offset, offset + length)``.
+
+    Each chunk is valid until the next one is asked for. Raises ServiceUnavailable (too
+    many transfers); the store's errors (ObjectNotFound, StoreError) surface on the first
+    chunk.
+    """
+    assert record.location is not None
+    with rt.transfers.slot():
+        reader = rt.store.read(record.location, offset, length)
+        async with contextlib.aclosing(reader):  # type: ignore[type-var]
+            yield reader
+
+
+async def delete_data(rt: Runtime, record: ImageRecord) -> None:
+    """Remove the data of an image whose row has been deleted.
+
+    An upload into it that is running in this process is cancelled (it answers 410 and
+    removes what it wrote); one running on another node finds the row gone when it
+    finishes and removes its data itself.
+    """
+    rt.transfers.cancel_upload(record.id)
+    if record.location:
+        await rt.store.delete(record.location)
