@@ -41,6 +41,7 @@ def create_quart_app(rt: Runtime) -> QuartTrio:
     app.extensions[RUNTIME_KEY] = rt
     app.config["MAX_CONTENT_LENGTH"] = 16 * 1024 * 1024  # metadata bodies only; data is raw ASGI
     app.config["PROPAGATE_EXCEPTIONS"] = False
+    app.config["RESPONSE_TIMEOUT"] = rt.settings.response_timeout  # metadata routes only
     app.json.sort_keys = False  # type: ignore[attr-defined]
     for bp in (versions.bp, schemas.bp, images.bp):
         app.register_blueprint(bp)
