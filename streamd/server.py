@@ -18,13 +18,17 @@ from hypercorn.trio import serve as hypercorn_serve
 from streamd.config import Settings
 from streamd.http.app import create_app
 from streamd.service.runtime import open_runtime
-from streamd.units import MiB
+from streamd.units import KiB
 
 log = logging.getLogger("streamd")
 
-# hypercorn reads the socket 64 KiB at a time; 1 MiB reads cut the per-read overhead of a
-# multi-GB upload (469 -> 642 MiB/s raw-ASGI PUT measured on this machine, see issue 3)
-SOCKET_READ = 1 * MiB
+# hypercorn reads the socket 64 KiB at a time; bigger reads cut the per-read overhead of a
+# multi-GB upload, up to the point where glibc serves each read (and each of h11's copies of
+# it) with freshly mmap'd pages that the kernel must fault in and zero. Raw-ASGI PUT of 1 GiB
+# from curl on this 2-core VM, server CPU s/GiB (MB/s): 64 KiB 1.95 (480), 256 KiB 1.4 (630),
+# 512 KiB 0.65 (1,300), 768 KiB 1.35 (650), 1 MiB 2.1 (390); 1 MiB with
+# MALLOC_MMAP_THRESHOLD_=8 MiB 0.5 (1,100), which confirms the cause.
+SOCKET_READ = 512 * KiB
 
 
 def hypercorn_config(settings: Settings) -> Config:
@@ -33,10 +37,12 @@ def hypercorn_config(settings: Settings) -> Config:
     config.keep_alive_timeout = settings.keep_alive_timeout
     config.accesslog = None
     config.errorlog = logging.getLogger("hypercorn.error")
-    # data routes stream themselves; these only bound the metadata routes
-    config.h11_max_incomplete_size = 64 * 1024
-    config.max_app_queue_size = 16
-    config.graceful_timeout = 10.0
+    config.h11_max_incomplete_size = 64 * KiB  # request line + headers
+    # body messages (<= SOCKET_READ each) queued per request before hypercorn stops reading
+    # the socket: this is the request's buffer in front of the data route's own. 2 keeps it
+    # at 1 MiB; 16 was no faster (measured with the raw-ASGI PUT above)
+    config.max_app_queue_size = 2
+    config.graceful_timeout = settings.graceful_timeout
     return config
 
 
