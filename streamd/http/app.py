@@ -20,9 +20,12 @@ from streamd.http import images, schemas, versions
 from streamd.http.context import RUNTIME_KEY
 from streamd.http.errors import describe, error_body
 from streamd.service.runtime import Runtime
+from streamd.units import MiB
 
 ASGIApp = Callable[[dict[str, Any], Callable[..., Awaitable[Any]], Callable[..., Awaitable[Any]]],
                    Awaitable[None]]
+
+METADATA_BODY_LIMIT = 16 * MiB  # a JSON document or patch, never image data
 
 # (pattern, handler factory) for raw ASGI data routes; filled in by the data module
 DATA_ROUTES: list[tuple[re.Pattern[str], Callable[[Runtime], ASGIApp]]] = []
@@ -39,7 +42,7 @@ def _json_error(status: int, message: str, headers: dict[str, str] | None = None
 def create_quart_app(rt: Runtime) -> QuartTrio:
     app = QuartTrio("streamd")
     app.extensions[RUNTIME_KEY] = rt
-    app.config["MAX_CONTENT_LENGTH"] = 16 * 1024 * 1024  # metadata bodies only; data is raw ASGI
+    app.config["MAX_CONTENT_LENGTH"] = METADATA_BODY_LIMIT
     app.config["PROPAGATE_EXCEPTIONS"] = False
     app.config["RESPONSE_TIMEOUT"] = rt.settings.response_timeout  # metadata routes only
     app.json.sort_keys = False  # type: ignore[attr-defined]
@@ -74,12 +77,88 @@ def create_app(rt: Runtime) -> ASGIApp:
     data_routes = [(pattern, factory(rt)) for pattern, factory in DATA_ROUTES]
 
     async def dispatch(scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] == "http":
-            path = scope["path"]
-            for pattern, handler in data_routes:
-                if pattern.fullmatch(path):
-                    await handler(scope, receive, send)
-                    return
-        await quart_app(scope, receive, send)
+        if scope["type"] != "http":
+            await quart_app(scope, receive, send)
+            return
+        path = scope["path"]
+        for pattern, handler in data_routes:
+            if pattern.fullmatch(path):
+                await handler(scope, *_close_if_body_unread(scope, receive, send))
+                return
+        replay = await _read_metadata_body(receive, send)
+        if replay is not None:
+            await quart_app(scope, replay, send)
 
     return dispatch
+
+
+def _has_body(scope: dict[str, Any]) -> bool:
+    for name, value in scope["headers"]:
+        if name == b"transfer-encoding" or (name == b"content-length" and value.strip() != b"0"):
+            return True
+    return False
+
+
+def _close_if_body_unread(scope: dict[str, Any], receive: Any, send: Any) -> tuple[Any, Any]:
+    """Wrap ``receive``/``send``: a response sent before the body was read closes the connection.
+
+    HTTP/1.1 cannot start the next request on a connection whose previous body is still
+    in flight; without ``Connection: close`` the client's next request on it hangs. A data
+    route that refuses an upload early (409, 413, 415, 503) must not read gigabytes first.
+    """
+    body_done = not _has_body(scope)
+
+    async def tracking_receive() -> dict[str, Any]:
+        nonlocal body_done
+        message = await receive()
+        if message["type"] == "http.disconnect" or not message.get("more_body", False):
+            body_done = True
+        return message
+
+    async def closing_send(message: dict[str, Any]) -> None:
+        if message["type"] == "http.response.start" and not body_done:
+            message = {**message, "headers": [*message.get("headers", ()),
+                                              (b"connection", b"close")]}
+        await send(message)
+
+    return tracking_receive, closing_send
+
+
+async def _read_metadata_body(receive: Any, send: Any) -> Any | None:
+    """Read a metadata request's whole (small) body before routing, and replay it to Quart.
+
+    Routing answers some requests (404, 405, 415) without reading their body; read first, so
+    the connection is always ready for the next request. Past ``METADATA_BODY_LIMIT`` the
+    answer is 413 and the connection is closed. Returns None when the request is over.
+    """
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return None
+        body = message.get("body", b"")
+        size += len(body)
+        if size > METADATA_BODY_LIMIT:
+            await _send_error(send, 413, f"a metadata request body may be at most "
+                              f"{METADATA_BODY_LIMIT} bytes", close=True)
+            return None
+        chunks.append(body)
+        if not message.get("more_body", False):
+            break
+    pending = [{"type": "http.request", "body": b"".join(chunks), "more_body": False}]
+
+    async def replay() -> dict[str, Any]:
+        return pending.pop() if pending else await receive()
+
+    return replay
+
+
+async def _send_error(send: Any, status: int, message: str, *, close: bool = False) -> None:
+    body = error_body(status, message)
+    headers = [(b"content-type", b"application/json"),
+               (b"content-length", str(len(body)).encode())]
+    if close:
+        headers.append((b"connection", b"close"))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body, "more_body": False})

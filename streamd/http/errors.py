@@ -1,7 +1,10 @@
-"""Every error leaves as JSON in Glance's shape: ``{"message", "code", "title"}``.
+"""Every error leaves as JSON: ``{"error": {"message", "code", "title"}}``.
 
-Unknown exceptions become a 500 with a generic message (logged with the traceback here,
-never sent to the client).
+The one-key envelope is what both OpenStack clients parse: python-glanceclient and
+openstacksdk take the ``message`` of each top-level object, and glanceclient crashes on a
+flat body (Glance itself sends HTML unless the client asks for JSON, then a flat object that
+glanceclient cannot read). Unknown exceptions become a 500 with a generic message, logged
+here with the traceback and never sent to the client.
 """
 
 from __future__ import annotations
@@ -16,9 +19,8 @@ log = logging.getLogger("streamd.http")
 
 
 def error_body(status: int, message: str) -> bytes:
-    phrase = HTTPStatus(status).phrase
     return json.dumps(
-        {"message": message, "code": f"{status} {phrase}", "title": phrase}
+        {"error": {"message": message, "code": status, "title": HTTPStatus(status).phrase}}
     ).encode()
 
 

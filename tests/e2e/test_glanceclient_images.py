@@ -176,11 +176,18 @@ def test_projects_see_their_own_and_public_images(
     assert bob.images.get(public.id).name == "admin-public"
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "glanceclient reads JSON error bodies as {'<kind>': {'message': …}} and fails with "
-    "AttributeError on the flat {'message', 'code', 'title'} body (Glance itself sends HTML "
-    "unless asked for JSON); see the issue 2 report"))
 def test_errors_map_to_glanceclient_exceptions(server: ServerProcess, glance: Any) -> None:
     bob = make_client(server, **{"X-Project-Id": "errors-bob", "X-Roles": "member"})
-    with pytest.raises(exc.HTTPNotFound):
-        bob.images.get(str(uuid.uuid4()))
+    missing = str(uuid.uuid4())
+    with pytest.raises(exc.HTTPNotFound) as not_found:
+        bob.images.get(missing)
+    assert missing in str(not_found.value)
+    with pytest.raises(exc.HTTPBadRequest) as bad:
+        bob.images.list(sort_key="bogus").__next__()
+    assert "bogus" in str(bad.value)
+    image = bob.images.create(name="guarded", protected=True)
+    with pytest.raises(exc.HTTPForbidden) as forbidden:
+        bob.images.delete(image.id)
+    assert "protected" in str(forbidden.value)
+    bob.images.update(image.id, protected=False)
+    bob.images.delete(image.id)
