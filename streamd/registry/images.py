@@ -204,18 +204,22 @@ class ImageRegistry:
                 conds.append(_after(self._row_record(marker_row, {}, ()), sort))
             if not scopes:
                 return []
-            # one seek per scope, each ordered and limited by its own index, merged on top
-            pages = [
-                sa.select(images).where(*conds, scope)
-                .order_by(*_order(images.c, sort)).limit(query.limit)
-                for scope in scopes
-            ]
-            if len(pages) == 1:
-                stmt = pages[0]
+            order = _order(images.c, sort)
+            if len(scopes) == 1:
+                stmt = sa.select(images).where(*conds, scopes[0]).order_by(*order)
             else:
-                merged = sa.union_all(*(sa.select(p.subquery()) for p in pages)).subquery()
-                stmt = sa.select(merged).order_by(*_order(merged.c, sort)).limit(query.limit)
-            rows = conn.execute(stmt).all()
+                # one seek per scope, each ordered and limited by its own index; the merge
+                # carries only the sort keys (cheap to build and to move) and joins the page's
+                # rows back by primary key
+                keys = [images.c[k] for k in dict(sort)]
+                merged = sa.union_all(*(
+                    sa.select(sa.select(*keys).where(*conds, scope).order_by(*order)
+                              .limit(query.limit).subquery())
+                    for scope in scopes
+                )).subquery()
+                stmt = (sa.select(images).join(merged, merged.c.id == images.c.id)
+                        .order_by(*_order(merged.c, sort)))
+            rows = conn.execute(stmt.limit(query.limit)).all()
             return self._records(conn, rows)
 
     def _visible(self, row: Any, viewer: Viewer) -> bool:
