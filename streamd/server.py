@@ -54,7 +54,8 @@ async def serve(
 ) -> None:
     """Serve until SIGINT/SIGTERM (or ``shutdown`` is set); ``task_status`` gets the bound URLs."""
     hypercorn.trio.tcp_server.MAX_RECV = SOCKET_READ
-    shutdown = shutdown or trio.Event()
+    if shutdown is None:  # an Event has no truth value
+        shutdown = trio.Event()
     async with trio.open_nursery() as nursery:
         async with open_runtime(settings, nursery) as rt:
             nursery.start_soon(_wait_for_signals, shutdown)
