@@ -12,6 +12,7 @@ with the number of images or with how deep the marker is.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import logging
 import uuid
@@ -56,6 +57,13 @@ _OPS = {
     "lte": lambda c, v: c <= v,
     "in": lambda c, v: c.in_(v),
 }
+# image columns in ImageRecord's field order: a selected row is the record's arguments
+_RECORD_COLUMNS = tuple(images.c[f.name] for f in dataclasses.fields(ImageRecord)
+                        if f.name in images.c)
+# a page's properties and tags; ``ids`` expands in the cached statement
+_PROPERTIES_OF = sa.select(props).where(props.c.image_id.in_(sa.bindparam("ids", expanding=True)))
+_TAGS_OF = (sa.select(tags_t).where(tags_t.c.image_id.in_(sa.bindparam("ids", expanding=True)))
+            .order_by(tags_t.c.value))
 # images anyone may list besides their own (community ones only when asked, as in Glance)
 _SHARED_WITH_ALL = ("public", "community")
 
@@ -182,7 +190,7 @@ class ImageRegistry:
 
     def get(self, image_id: str) -> ImageRecord:
         with self._connection() as conn:
-            row = conn.execute(sa.select(images).where(images.c.id == image_id)).first()
+            row = conn.execute(sa.select(*_RECORD_COLUMNS).where(images.c.id == image_id)).first()
             if row is None:
                 raise NotFound(f"No image found with ID {image_id}")
             return self._records(conn, [row])[0]
@@ -197,16 +205,16 @@ class ImageRegistry:
         with self._connection() as conn:
             if query.marker is not None:
                 marker_row = conn.execute(
-                    sa.select(images).where(images.c.id == query.marker)
+                    sa.select(*_RECORD_COLUMNS).where(images.c.id == query.marker)
                 ).first()
                 if marker_row is None or not self._visible(marker_row, query.viewer):
                     raise BadRequest(f"Invalid marker {query.marker}: no such image is visible")
-                conds.append(_after(self._row_record(marker_row, {}, ()), sort))
+                conds.append(_after(ImageRecord(*marker_row), sort))
             if not scopes:
                 return []
             order = _order(images.c, sort)
             if len(scopes) == 1:
-                stmt = sa.select(images).where(*conds, scopes[0]).order_by(*order)
+                stmt = sa.select(*_RECORD_COLUMNS).where(*conds, scopes[0]).order_by(*order)
             else:
                 # one seek per scope, each ordered and limited by its own index; the merge
                 # carries only the sort keys (cheap to build and to move) and joins the page's
@@ -217,7 +225,7 @@ class ImageRegistry:
                               .limit(query.limit).subquery())
                     for scope in scopes
                 )).subquery()
-                stmt = (sa.select(images).join(merged, merged.c.id == images.c.id)
+                stmt = (sa.select(*_RECORD_COLUMNS).join(merged, merged.c.id == images.c.id)
                         .order_by(*_order(merged.c, sort)))
             rows = conn.execute(stmt.limit(query.limit)).all()
             return self._records(conn, rows)
@@ -291,22 +299,12 @@ class ImageRegistry:
         prop_map: dict[str, dict[str, str]] = {i: {} for i in ids}
         tag_map: dict[str, list[str]] = {i: [] for i in ids}
         if ids:
-            for p in conn.execute(sa.select(props).where(props.c.image_id.in_(ids))):
+            for p in conn.execute(_PROPERTIES_OF, {"ids": ids}):
                 prop_map[p.image_id][p.name] = p.value
-            for t in conn.execute(
-                sa.select(tags_t).where(tags_t.c.image_id.in_(ids)).order_by(tags_t.c.value)
-            ):
+            for t in conn.execute(_TAGS_OF, {"ids": ids}):
                 tag_map[t.image_id].append(t.value)
-        return [self._row_record(r, prop_map[r.id], tuple(tag_map[r.id])) for r in rows]
-
-    @staticmethod
-    def _row_record(row: Any, properties: dict[str, str], tags: tuple[str, ...]) -> ImageRecord:
-        m = row._mapping
-        return ImageRecord(
-            **{k: m[k] for k in ("id", "created_at", "updated_at", *CORE_FIELDS)},
-            properties=properties,
-            tags=tags,
-        )
+        return [ImageRecord(*r, properties=prop_map[r.id], tags=tuple(tag_map[r.id]))
+                for r in rows]
 
     # -- writing -----------------------------------------------------------------------------
 
