@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import socket
 import sqlite3
+import threading
 import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -114,6 +115,18 @@ class RawUpload:
 
     def send(self, data: bytes) -> None:
         self.sock.sendall(data)
+
+    def send_in_background(self, data: bytes) -> threading.Thread:
+        """Send ``data`` from a thread, so that a response can be read meanwhile; a server
+        that stops reading (and closes) ends the sending quietly."""
+
+        def run() -> None:
+            with contextlib.suppress(OSError):
+                self.sock.sendall(data)
+
+        thread = threading.Thread(target=run, daemon=True)
+        thread.start()
+        return thread
 
     def response(self) -> tuple[int, bytes]:
         """Read one response: its status and its body (Content-Length framed)."""
