@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import random
+import sqlite3
 import time
 
 import httpx
@@ -17,7 +19,7 @@ from tests.data_client import (
     file_url,
     upload,
 )
-from tests.servers import ServerProcess
+from tests.servers import ADMIN_HEADERS, ServerProcess
 
 SIZE = 3 * 1024 * 1024 + 1234  # several store reads, not a round number
 DATA = random.Random("download").randbytes(SIZE)
@@ -191,3 +193,17 @@ def test_slow_download_outlives_quarts_response_timeout(make_server) -> None:  #
     while "client gone" not in srv.log() and time.monotonic() < deadline:
         time.sleep(0.05)
     assert "client gone" in srv.log()
+
+
+def test_deactivated_image_is_403_except_for_admins(server: ServerProcess) -> None:
+    image_id = create_image(server)
+    assert upload(server, image_id, b"old data").status_code == 204
+    # no deactivate route yet: flip the status in the registry, as the action will
+    with contextlib.closing(sqlite3.connect(server.data_dir / "registry.sqlite")) as db:
+        db.execute("UPDATE images SET status = 'deactivated' WHERE id = ?", (image_id,))
+        db.commit()
+    r = get(server, image_id)
+    assert r.status_code == 403
+    assert "deactivated" in error_of(r)["message"]
+    r = httpx.get(file_url(server, image_id), headers=ADMIN_HEADERS)
+    assert (r.status_code, r.content) == (200, b"old data")
