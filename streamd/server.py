@@ -40,7 +40,9 @@ def hypercorn_config(settings: Settings) -> Config:
     config.h11_max_incomplete_size = 64 * KiB  # request line + headers
     # body messages (<= SOCKET_READ each) queued per request before hypercorn stops reading
     # the socket: this is the request's buffer in front of the data route's own. 2 keeps it
-    # at 1 MiB; 16 was no faster (measured with the raw-ASGI PUT above)
+    # at 1 MiB; 16 was no faster (measured with the raw-ASGI PUT above). Not less than 2: a
+    # bodiless GET's one message and the disconnect queued when its response ends must fit
+    # while the handler is still sending.
     config.max_app_queue_size = 2
     config.graceful_timeout = settings.graceful_timeout
     return config

@@ -37,7 +37,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-RETRY_AFTER = 5  # seconds: a full server frees a slot in about that long at 1 GiB/s uploads
+# seconds: how long a refused client should wait; transfers take seconds to minutes, so a
+# shorter hint would mostly bring the same refusal again
+RETRY_AFTER = 5
 REQUIRED_FORMATS = ("disk_format", "container_format")  # Glance refuses data without them
 _RECOVERY_PAGE = 500  # saving images reset per registry query at start-up
 
@@ -81,12 +83,10 @@ class TransferSlots:
             if self._uploads.get(image_id) is scope:
                 del self._uploads[image_id]
 
-    def cancel_upload(self, image_id: str) -> bool:
+    def cancel_upload(self, image_id: str) -> None:
         scope = self._uploads.get(image_id)
-        if scope is None:
-            return False
-        scope.cancel()
-        return True
+        if scope is not None:
+            scope.cancel()
 
 
 async def _get_visible(rt: Runtime, ctx: RequestContext, image_id: str) -> ImageRecord:
@@ -251,14 +251,10 @@ async def image_for_download(rt: Runtime, ctx: RequestContext, image_id: str) ->
         raise Forbidden(
             "The requested image has been deactivated. Image data download is forbidden."
         )
-    if record.status != "active" and record.status != "deactivated":
+    if record.status not in ("active", "deactivated"):
         # queued, saving, killed…: no data to serve (its location, if any, is not complete)
-        return _without_data(record)
+        return dataclasses.replace(record, location=None)
     return record
-
-
-def _without_data(record: ImageRecord) -> ImageRecord:
-    return dataclasses.replace(record, location=None)
 
 
 @contextlib.asynccontextmanager
@@ -279,7 +275,7 @@ async def read_data(
 
 
 async def delete_data(rt: Runtime, record: ImageRecord) -> None:
-    """Remove the data of an image whose row has been deleted.
+    """Remove the data of an image that is being deleted (before its row goes).
 
     An upload into it that is running in this process is cancelled (it answers 410 and
     removes what it wrote); one running on another node finds the row gone when it
