@@ -1,18 +1,32 @@
 """The metadata registry: SQLAlchemy tables, queries and status changes. Never sees image data."""
 
 from streamd.registry.images import ImageRegistry, utcnow
-from streamd.registry.records import Filter, ImageQuery, ImageRecord, Viewer
+from streamd.registry.members import MEMBER_STATUSES, MemberRegistry
+from streamd.registry.records import (
+    Filter,
+    ImageQuery,
+    ImageRecord,
+    MemberRecord,
+    Usage,
+    Viewer,
+)
 from streamd.registry.schema import SchemaOutOfDate, ensure_current, make_engine, upgrade
+from streamd.registry.usage import project_usage
 
 __all__ = [
+    "MEMBER_STATUSES",
     "Filter",
     "ImageQuery",
     "ImageRecord",
     "ImageRegistry",
+    "MemberRecord",
+    "MemberRegistry",
     "SchemaOutOfDate",
+    "Usage",
     "Viewer",
     "ensure_current",
     "make_engine",
+    "project_usage",
     "upgrade",
     "utcnow",
 ]

@@ -7,7 +7,8 @@ in the sort order, which always ends in ``created_at`` and ``id`` so that the or
 The default page (created_at desc, id desc) is read straight off an index on every database:
 an admin's from ``ix_images_created_at_id``, anyone else's merged from two index seeks, one
 in the viewer's own images and one in the public ones, so the cost of a page does not grow
-with the number of images or with how deep the marker is.
+with the number of images or with how deep the marker is. Images shared with the viewer
+(``image_members``) are one more seek, from the viewer's memberships by status.
 """
 
 from __future__ import annotations
@@ -21,10 +22,11 @@ from contextlib import contextmanager
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+from sqlalchemy.exc import IntegrityError
 
-from streamd.errors import BadRequest, Conflict, NotFound, ServiceUnavailable
-from streamd.registry.models import Image, ImageProperty, ImageTag
+from streamd.errors import BadRequest, Conflict, NotFound
+from streamd.registry.connection import connect
+from streamd.registry.models import Image, ImageMember, ImageProperty, ImageTag
 from streamd.registry.records import CORE_FIELDS, Filter, ImageQuery, ImageRecord, Viewer
 
 log = logging.getLogger("streamd.registry")
@@ -32,6 +34,7 @@ log = logging.getLogger("streamd.registry")
 images = Image.__table__
 props = ImageProperty.__table__
 tags_t = ImageTag.__table__
+members_t = ImageMember.__table__
 
 SORT_KEYS = (
     "name", "status", "container_format", "disk_format", "size", "virtual_size", "id",
@@ -168,23 +171,9 @@ class ImageRegistry:
 
     @contextmanager
     def _connection(self, *, write: bool = False) -> Iterator[sa.Connection]:
-        """A connection (``write``: a transaction, committed at the end of the block).
-
-        A database that is gone, restarting or busy (locked, deadlocked) fails the call with
-        ServiceUnavailable, which a client may retry; the pool's pre-ping and invalidation
-        give the next call a new connection.
-        """
-        try:
-            with (self.engine.begin() if write else self.engine.connect()) as conn:
-                yield conn
-        except DBAPIError as e:
-            if not (isinstance(e, OperationalError) or e.connection_invalidated):
-                raise
-            log.warning("registry database unavailable: %s", type(e.orig or e).__name__)
-            raise ServiceUnavailable(
-                "The image registry's database is unavailable or busy; retry the request",
-                headers={"Retry-After": "1"},
-            ) from e
+        """A connection (``write``: a transaction); see ``streamd.registry.connection``."""
+        with connect(self.engine, write=write) as conn:
+            yield conn
 
     # -- reading -----------------------------------------------------------------------------
 
@@ -207,7 +196,7 @@ class ImageRegistry:
                 marker_row = conn.execute(
                     sa.select(*_RECORD_COLUMNS).where(images.c.id == query.marker)
                 ).first()
-                if marker_row is None or not self._visible(marker_row, query.viewer):
+                if marker_row is None or not self._visible(conn, marker_row, query.viewer):
                     raise BadRequest(f"Invalid marker {query.marker}: no such image is visible")
                 conds.append(_after(ImageRecord(*marker_row), sort))
             if not scopes:
@@ -230,9 +219,16 @@ class ImageRegistry:
             rows = conn.execute(stmt.limit(query.limit)).all()
             return self._records(conn, rows)
 
-    def _visible(self, row: Any, viewer: Viewer) -> bool:
-        return (viewer.is_admin or row.owner == viewer.project_id
-                or row.visibility in _SHARED_WITH_ALL)
+    def _visible(self, conn: sa.Connection, row: Any, viewer: Viewer) -> bool:
+        """May ``viewer`` see this image at all (a member: whatever its answer)?"""
+        if (viewer.is_admin or row.owner == viewer.project_id
+                or row.visibility in _SHARED_WITH_ALL):
+            return True
+        if row.visibility != "shared" or viewer.project_id is None:
+            return False
+        return conn.execute(sa.select(members_t.c.status).where(
+            members_t.c.image_id == row.id, members_t.c.member_id == viewer.project_id,
+        )).first() is not None
 
     def _conditions(self, query: ImageQuery) -> list[sa.ColumnElement[bool]]:
         """The query's filters, tags and properties; hidden images unless os_hidden is asked."""
@@ -267,7 +263,8 @@ class ImageRegistry:
         As in Glance: without a visibility filter, community images are listed only to their
         owner; with one (``all`` included) they are listed to everyone. Admins see the rest
         of every project's images; others their own plus the public (and asked-for
-        community) images.
+        community) images, plus the ``shared`` images offered to them whose member status
+        is the query's ``member_status`` (``accepted`` unless asked; ``all``: any).
         """
         viewer = query.viewer
         asked = [f for f in query.filters if f.field == "visibility"]
@@ -282,17 +279,31 @@ class ImageRegistry:
                 scopes.append(sa.and_(images.c.visibility == "community", own))
             return scopes
         others: Iterable[str] = _SHARED_WITH_ALL if asked else ("public",)
+        shared = True
         for f in asked:
             if f.op == "eq" and f.value != "all":
                 others = [v for v in others if v == f.value]
+                shared = shared and f.value == "shared"
         scopes = []
         if viewer.project_id is not None:
             scopes.append(own)
             not_own = sa.or_(images.c.owner != viewer.project_id, images.c.owner.is_(None))
             scopes += [sa.and_(images.c.visibility == v, not_own) for v in others]
+            if shared:
+                scopes.append(sa.and_(images.c.visibility == "shared", not_own,
+                                      images.c.id.in_(self._offered(query))))
         else:
             scopes += [images.c.visibility == v for v in others]
         return scopes
+
+    def _offered(self, query: ImageQuery) -> sa.Select[Any]:
+        """Ids of the images offered to the viewer with the asked member status: a seek in
+        ``ix_image_members_member_id_status_image_id``."""
+        offered = sa.select(members_t.c.image_id).where(
+            members_t.c.member_id == query.viewer.project_id)
+        if query.member_status != "all":
+            offered = offered.where(members_t.c.status == query.member_status)
+        return offered
 
     def _records(self, conn: sa.Connection, rows: Sequence[Any]) -> list[ImageRecord]:
         ids = [r.id for r in rows]
@@ -434,6 +445,7 @@ class ImageRegistry:
         with self._connection(write=True) as conn:
             conn.execute(props.delete().where(props.c.image_id == image_id))
             conn.execute(tags_t.delete().where(tags_t.c.image_id == image_id))
+            conn.execute(members_t.delete().where(members_t.c.image_id == image_id))
             result = conn.execute(images.delete().where(images.c.id == image_id))
             if result.rowcount == 0:
                 raise NotFound(f"No image found with ID {image_id}")

@@ -113,3 +113,26 @@ class ImageTag(Base):
     value: Mapped[str] = mapped_column(Str(255), primary_key=True)
 
     __table_args__ = (Index("ix_image_tags_value", "value"),)
+
+
+class ImageMember(Base):
+    """A project a ``shared`` image is offered to, and what that project answered.
+
+    ``status`` is ``pending`` until the member accepts or rejects the offer; only accepted
+    images appear in the member's default listing (see ImageRegistry.list).
+    """
+
+    __tablename__ = "image_members"
+
+    image_id: Mapped[str] = mapped_column(
+        Str(36), ForeignKey("images.id", ondelete="CASCADE"), primary_key=True
+    )
+    member_id: Mapped[str] = mapped_column(Str(255), primary_key=True)
+    status: Mapped[str] = mapped_column(Str(20))
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime)
+    updated_at: Mapped[dt.datetime] = mapped_column(DateTime)
+
+    __table_args__ = (
+        # a project's memberships by status: the seek behind the images shared with it
+        Index("ix_image_members_member_id_status_image_id", "member_id", "status", "image_id"),
+    )

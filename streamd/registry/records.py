@@ -56,6 +56,26 @@ class ImageRecord:
 
 
 @dataclass(frozen=True)
+class MemberRecord:
+    """A project a shared image is offered to (``member_id``) and its answer (``status``)."""
+
+    image_id: str
+    member_id: str
+    status: str
+    created_at: dt.datetime
+    updated_at: dt.datetime
+
+
+@dataclass(frozen=True)
+class Usage:
+    """What a project's images take up: the figures per-project quotas are checked against."""
+
+    image_count: int  # images the project owns, whatever their status
+    image_size_total: int  # bytes of data of the project's images
+    image_count_uploading: int  # images of the project receiving data now
+
+
+@dataclass(frozen=True)
 class Viewer:
     """Whose listing this is: admins see every image, others their own and public ones."""
 
@@ -81,3 +101,6 @@ class ImageQuery:
     sort: tuple[tuple[str, str], ...] = (("created_at", "desc"), ("id", "desc"))
     marker: str | None = None
     limit: int = 25
+    # which of the shared images offered to the viewer a listing includes, by the viewer's
+    # answer: pending, accepted, rejected or all (admins' listings ignore it, as Glance's)
+    member_status: str = "accepted"

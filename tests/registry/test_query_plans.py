@@ -19,6 +19,7 @@ import sqlalchemy as sa
 
 from streamd.registry import Filter, ImageQuery, ImageRegistry, Viewer
 from streamd.registry.images import images
+from streamd.registry.members import members
 from tests.registry.conftest import migrated_database
 
 IMAGES = 20_000
@@ -27,23 +28,32 @@ PROJECTS = 200
 
 @pytest.fixture(scope="module")
 def big(backend: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[sa.Engine]:
-    """20,000 images: 2% public, 1% community, three per created_at second."""
+    """20,000 images: 2% public, 1% community, 14% shared (each with one member, accepted,
+    pending or rejected), three per created_at second."""
     t0 = dt.datetime(2024, 1, 1)
     rows = [
         {"id": str(uuid.uuid4()), "name": f"image-{i}", "status": "active",
-         "visibility": "public" if i % 50 == 0 else "community" if i % 97 == 0 else "private",
+         "visibility": "public" if i % 50 == 0 else "community" if i % 97 == 0
+         else "shared" if i % 7 == 0 else "private",
          "owner": f"project-{i % PROJECTS}", "size": i, "min_disk": 0, "min_ram": 0,
          "protected": False, "os_hidden": i % 300 == 0,
          "created_at": t0 + dt.timedelta(seconds=i // 3),
          "updated_at": t0 + dt.timedelta(seconds=i // 3)}
         for i in range(IMAGES)
     ]
+    offers = [
+        {"image_id": row["id"], "member_id": f"project-{(i * 13) % PROJECTS}",
+         "status": ("accepted", "pending", "rejected")[i % 3], "created_at": t0,
+         "updated_at": t0}
+        for i, row in enumerate(r for r in rows if r["visibility"] == "shared")
+    ]
     with migrated_database(backend, tmp_path_factory.mktemp("plans")) as engine:
         with engine.begin() as conn:
             conn.execute(images.insert(), rows)
+            conn.execute(members.insert(), offers)
         with engine.begin() as conn:
-            analyze = {"sqlite": "ANALYZE", "postgresql": "ANALYZE images",
-                       "mysql": "ANALYZE TABLE images"}[backend]
+            analyze = {"sqlite": "ANALYZE", "postgresql": "ANALYZE images, image_members",
+                       "mysql": "ANALYZE TABLE images, image_members"}[backend]
             conn.exec_driver_sql(analyze).close()
         yield engine
 
@@ -97,7 +107,8 @@ def _nodes(node: dict[str, Any]) -> Iterator[dict[str, Any]]:
 
 
 def assert_postgresql_uses_indexes(plan: dict[str, Any], at_marker: bool) -> None:
-    """No sequential scan; a sort only of one project's images, found through its index."""
+    """No sequential scan; a sort only of one project's images or of the images offered to
+    it, found through an index on owner or member."""
     nodes = list(_nodes(plan))
     assert not [n for n in nodes if n["Node Type"] == "Seq Scan"], json.dumps(plan)
     walks = [n for n in nodes if n.get("Index Name", "").startswith("ix_images_")]
@@ -107,7 +118,8 @@ def assert_postgresql_uses_indexes(plan: dict[str, Any], at_marker: bool) -> Non
             assert "created_at <=" in read.get("Index Cond", ""), json.dumps(plan)
     for sort in (n for n in nodes if n["Node Type"] == "Sort"):
         conds = [n.get("Index Cond", "") for n in _nodes(sort)]
-        assert any("owner" in c and "=" in c for c in conds), json.dumps(plan)
+        assert any(("owner" in c or "member_id" in c) and "=" in c for c in conds), \
+            json.dumps(plan)
 
 
 def assert_mysql_uses_indexes(plan: list[dict[str, Any]], at_marker: bool) -> None:
@@ -147,3 +159,19 @@ def test_admin_filter_by_owner_uses_the_owner_index(big: sa.Engine) -> None:
     plan = explain(big, statement, parameters)
     text = json.dumps(plan, default=str)
     assert "ix_images_owner_created_at_id" in text
+
+
+@pytest.mark.parametrize("member_status", ["pending", "all"])
+def test_images_offered_to_a_project_are_found_through_its_memberships(
+    big: sa.Engine, member_status: str
+) -> None:
+    """``member_status`` pages (and ``visibility=shared``) seek the viewer's memberships."""
+    viewer = Viewer("project-7")
+    for filters in ((), (Filter("visibility", "eq", "shared"),)):
+        query = ImageQuery(viewer=viewer, limit=10, member_status=member_status,
+                           filters=filters)
+        statement, parameters = page_statement(big, query)
+        plan = explain(big, statement, parameters)
+        assert "ix_image_members_member_id_status_image_id" in json.dumps(plan, default=str)
+        {"sqlite": assert_sqlite_uses_indexes, "postgresql": assert_postgresql_uses_indexes,
+         "mysql": assert_mysql_uses_indexes}[big.dialect.name](plan, at_marker=False)
