@@ -35,6 +35,14 @@ class Settings:
     # run pending migrations at start-up; default only for the embedded SQLite database
     auto_migrate: bool | None = None
     auth: str = "noauth"
+    # per-project quotas (Glance's unified limits); None: unlimited
+    quota_image_count: int | None = None  # images a project may own
+    quota_image_size_total: int | None = None  # bytes of image data a project may store
+    quota_image_stage_total: int | None = None  # bytes a project may have staged for import
+    image_member_quota: int = 128  # members per image, as Glance's image_member_quota
+    # custom property names only admins may set, change or remove; a trailing * matches a
+    # prefix (e.g. "x_billing_*")
+    protected_properties: tuple[str, ...] = ()
     # data plane
     chunk_size: int = 1 * MiB  # one hash/write call per MiB keeps thread hops cheap
     queue_depth: int = 4  # chunks in flight per transfer: memory = chunk_size * queue_depth
@@ -95,12 +103,19 @@ def _coerce(name: str, value: Any) -> Any:
     """Turn a TOML or environment value into the type of setting ``name``."""
     kind = _FIELDS[name].type
     try:
-        if kind == "Path":
+        if kind in ("Path", "Path | None"):
             return Path(str(value))
-        if kind in ("int",):
+        if kind == "int | None" and str(value).strip().lower() in ("", "none", "unlimited"):
+            return None
+        if kind in ("int", "int | None"):
             if isinstance(value, bool):
                 raise ValueError
             return int(value)
+        if kind == "tuple[str, ...]":
+            items = value.split(",") if isinstance(value, str) else value
+            if not isinstance(items, list | tuple) or not all(isinstance(i, str) for i in items):
+                raise ValueError
+            return tuple(i.strip() for i in items if i.strip())
         if kind == "float":
             return float(value)
         if kind in ("bool", "bool | None"):
@@ -130,6 +145,15 @@ def _check(s: Settings) -> None:
         raise bad("os_hash_algo", f"{s.os_hash_algo!r} is not one of {', '.join(HASH_ALGOS)}")
     if s.auth not in AUTH_MODES:
         raise bad("auth", f"{s.auth!r} is not one of {', '.join(AUTH_MODES)}")
+    for name in ("quota_image_count", "quota_image_size_total", "quota_image_stage_total",
+                 "image_member_quota"):
+        value = getattr(s, name)
+        if value is not None and value < 0:
+            raise bad(name, "must not be negative (leave a quota unset for no limit)")
+    for pattern in s.protected_properties:
+        if "*" in pattern.rstrip("*") or pattern == "*":
+            raise bad("protected_properties", f"{pattern!r}: use a name or a prefix that "
+                      "ends in *, e.g. x_billing_*")
     if not 4096 <= s.chunk_size <= 64 * MiB:
         raise bad("chunk_size", "must be between 4096 and 67108864 bytes")
     if not 1 <= s.queue_depth <= 64:

@@ -1,20 +1,39 @@
 """Who may see and do what with an image: every such decision, in one place.
 
-The rules are Glance's defaults: admins see and change everything; a project sees its own
-images and the public and community ones, and changes only its own. An image you may not
-see does not exist for you (404, so ids of private images do not leak); an image you may see
-but not change answers 403. Image members (``shared`` images offered to other projects) will
-extend ``can_see`` here.
+The rules are Glance's defaults:
+
+- **See** (show, download, use as a listing marker): admins see everything; a project sees
+  its own images, every ``public`` and ``community`` image, the ``shared`` images offered to
+  it (whatever it answered: pending, accepted or rejected) and, as in Glance, images without
+  an owner. An image you may not see does not exist for you: 404, worded as for a missing
+  image, so the ids of private images do not leak.
+- **Change** (update, delete, tag, upload): the owner and admins; anyone else who can see
+  the image gets 403. Publishing (``public``) is for admins only; an owner may make its image
+  ``community``, ``shared`` or ``private``. Only admins change an image's owner.
+- **Members**: only ``shared`` images have members (403 for the others). The owner (or an
+  admin) adds and removes them; a member answers the offer (pending, accepted, rejected) and
+  only for itself — the owner may not answer for it (admins may). A member sees only its own
+  member entry; the owner sees them all.
+- **Deactivate / reactivate**: admins only (the Image API reference's default), and only
+  between ``active`` and ``deactivated``; a deactivated image's data is served to admins only.
+- **Protected properties**: custom property names matched by ``protected_properties`` are
+  set, changed and removed by admins only.
+
+Listings apply the same visibility rules in the registry's query (``viewer``).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from streamd.context import RequestContext
 from streamd.errors import Forbidden, NotFound
-from streamd.registry.records import ImageRecord, Viewer
+from streamd.registry.records import ImageRecord, MemberRecord, Viewer
 
 # Visibilities anyone may see, owner or not.
 OPEN_VISIBILITIES = ("public", "community")
+# The statuses an image moves between with the deactivate/reactivate actions.
+ACTIVATION = {"deactivate": ("active", "deactivated"), "reactivate": ("deactivated", "active")}
 
 
 def viewer(ctx: RequestContext) -> Viewer:
@@ -26,23 +45,36 @@ def owns(ctx: RequestContext, image: ImageRecord) -> bool:
     return ctx.project_id is not None and image.owner == ctx.project_id
 
 
-def can_see(ctx: RequestContext, image: ImageRecord) -> bool:
-    return ctx.is_admin or owns(ctx, image) or image.visibility in OPEN_VISIBILITIES
+def needs_membership(ctx: RequestContext, image: ImageRecord) -> bool:
+    """Does seeing ``image`` depend on whether the caller is one of its members?"""
+    return (not ctx.is_admin and ctx.project_id is not None and image.visibility == "shared"
+            and image.owner is not None and not owns(ctx, image))
+
+
+def can_see(ctx: RequestContext, image: ImageRecord, member: MemberRecord | None = None) -> bool:
+    """``member`` is the caller's member entry of ``image``, if it has one."""
+    if ctx.is_admin or image.owner is None or owns(ctx, image):
+        return True
+    if image.visibility in OPEN_VISIBILITIES:
+        return True
+    return (image.visibility == "shared" and member is not None
+            and member.member_id == ctx.project_id)
 
 
 def can_modify(ctx: RequestContext, image: ImageRecord) -> bool:
     return ctx.is_admin or owns(ctx, image)
 
 
-def ensure_visible(ctx: RequestContext, image: ImageRecord) -> None:
+def ensure_visible(
+    ctx: RequestContext, image: ImageRecord, member: MemberRecord | None = None
+) -> None:
     """404, worded as for a missing image, when the caller may not see ``image``."""
-    if not can_see(ctx, image):
+    if not can_see(ctx, image, member):
         raise NotFound(f"No image found with ID {image.id}")
 
 
 def ensure_modifiable(ctx: RequestContext, image: ImageRecord, action: str) -> None:
-    """404 if the caller cannot see the image, 403 if they see it but it is not theirs."""
-    ensure_visible(ctx, image)
+    """403 unless the caller owns ``image`` (or is an admin); call on a visible image."""
     if not can_modify(ctx, image):
         raise Forbidden(
             f"You may not {action} image {image.id}: it belongs to another project. "
@@ -73,3 +105,74 @@ def ensure_may_set_visibility(ctx: RequestContext, visibility: object) -> None:
     if visibility == "public" and not ctx.is_admin:
         raise Forbidden("Only an admin may make an image public (publicize_image); use "
                         "'shared', 'private' or 'community' instead.")
+
+
+# -- members -----------------------------------------------------------------------------------
+
+
+def ensure_shared(image: ImageRecord, action: str) -> None:
+    """Members belong to ``shared`` images only (403, as Glance, for the others)."""
+    if image.visibility != "shared":
+        raise Forbidden(f"Not allowed to {action} for image {image.id}: only shared images "
+                        f"have members, and this one is {image.visibility}. The owner may "
+                        "make it shared first (PATCH replace /visibility shared).")
+
+
+def ensure_may_manage_members(ctx: RequestContext, image: ImageRecord, action: str) -> None:
+    """Adding and removing members is for the image's owner (and admins)."""
+    if not can_modify(ctx, image):
+        raise Forbidden(f"You are not authorized to {action} of image {image.id}: only its "
+                        "owner (or an admin) adds and removes members.")
+    ensure_shared(image, action)
+
+
+def can_see_member(ctx: RequestContext, image: ImageRecord, member_id: str) -> bool:
+    """The owner and admins see every member entry; a member only its own."""
+    return can_modify(ctx, image) or member_id == ctx.project_id
+
+
+def ensure_may_answer(ctx: RequestContext, image: ImageRecord, member_id: str) -> None:
+    """Only the member itself (or an admin) accepts or rejects an offer."""
+    if ctx.is_admin or member_id == ctx.project_id:
+        return
+    if can_modify(ctx, image):
+        raise Forbidden(f"You are not authorized to change the status of member {member_id}: "
+                        "only the member project itself accepts or rejects an image offered "
+                        "to it.")
+    raise NotFound(f"{member_id} not found in the member list of the image {image.id}.")
+
+
+# -- deactivate / reactivate -------------------------------------------------------------------
+
+
+def ensure_may_change_activation(ctx: RequestContext, image: ImageRecord, action: str) -> None:
+    """Admins only; and only ``active`` <-> ``deactivated`` (403 otherwise, as Glance)."""
+    if not ctx.is_admin:
+        raise Forbidden(f"You are not authorized to {action} image {image.id}: only an admin "
+                        "may deactivate or reactivate an image.")
+    allowed = ACTIVATION[action]
+    if image.status not in allowed:
+        raise Forbidden(f"Not allowed to {action} image in status '{image.status}': only "
+                        f"{' or '.join(allowed)} images can be {action}d.")
+
+
+# -- protected properties ----------------------------------------------------------------------
+
+
+def is_protected_property(name: str, patterns: Iterable[str]) -> bool:
+    """Does a ``protected_properties`` entry (a name, or a prefix ending in ``*``) match?"""
+    for pattern in patterns:
+        if pattern.endswith("*"):
+            if name.startswith(pattern[:-1]):
+                return True
+        elif name == pattern:
+            return True
+    return False
+
+
+def ensure_may_write_property(
+    ctx: RequestContext, name: str, patterns: Iterable[str], action: str = "set"
+) -> None:
+    if not ctx.is_admin and is_protected_property(name, patterns):
+        raise Forbidden(f"Property '{name}' is protected: only an admin may {action} it "
+                        "(protected_properties).")

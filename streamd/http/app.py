@@ -16,7 +16,7 @@ from quart import Response
 from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
 
-from streamd.http import images, schemas, versions
+from streamd.http import images, info, members, schemas, versions
 from streamd.http.context import RUNTIME_KEY
 from streamd.http.errors import describe, error_body
 from streamd.service.runtime import Runtime
@@ -46,7 +46,7 @@ def create_quart_app(rt: Runtime) -> QuartTrio:
     app.config["PROPAGATE_EXCEPTIONS"] = False
     app.config["RESPONSE_TIMEOUT"] = rt.settings.response_timeout  # metadata routes only
     app.json.sort_keys = False  # type: ignore[attr-defined]
-    for bp in (versions.bp, schemas.bp, images.bp):
+    for bp in (versions.bp, schemas.bp, images.bp, members.bp, info.bp):
         app.register_blueprint(bp)
 
     @app.errorhandler(HTTPException)

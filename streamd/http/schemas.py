@@ -1,4 +1,4 @@
-"""``GET /v2/schemas/image`` and ``/v2/schemas/images``: the JSON Schemas clients build on.
+"""``GET /v2/schemas/image(s)`` and ``member(s)``: the JSON Schemas clients build on.
 
 python-glanceclient downloads them before it creates or updates an image, validates with
 them and derives its CLI options from them; they are the service's own validation schemas
@@ -13,12 +13,15 @@ import json
 from quart import Blueprint, Response
 
 from streamd.service.image_schema import IMAGE_SCHEMA, IMAGES_SCHEMA
+from streamd.service.members import MEMBER_SCHEMA, MEMBERS_SCHEMA
 
 bp = Blueprint("schemas", __name__)
 
 # Serialised once: the schemas never change while the server runs.
 _IMAGE = json.dumps(IMAGE_SCHEMA)
 _IMAGES = json.dumps(IMAGES_SCHEMA)
+_MEMBER = json.dumps(MEMBER_SCHEMA)
+_MEMBERS = json.dumps(MEMBERS_SCHEMA)
 
 
 @bp.get("/v2/schemas/image")
@@ -29,3 +32,13 @@ async def image() -> Response:
 @bp.get("/v2/schemas/images")
 async def images() -> Response:
     return Response(_IMAGES, content_type="application/json")
+
+
+@bp.get("/v2/schemas/member")
+async def member() -> Response:
+    return Response(_MEMBER, content_type="application/json")
+
+
+@bp.get("/v2/schemas/members")
+async def members() -> Response:
+    return Response(_MEMBERS, content_type="application/json")

@@ -1,9 +1,9 @@
-"""The image metadata use cases: create, show, list, update, delete, tag.
+"""The image metadata use cases: create, show, list, update, delete, tag, (de)activate.
 
 Each takes the caller's ``RequestContext`` and the ``Runtime`` and checks everything — the
-image schema, read-only and reserved fields, who may do it (``streamd.policy``) — before
-the registry is asked to change anything, so a refused request leaves no trace. Registry
-calls are blocking and run in worker threads through ``Runtime.db``.
+image schema, read-only and reserved fields, who may do it (``streamd.policy``), protected
+properties, quotas — before the registry is asked to change anything, so a refused request
+leaves no trace. Registry calls are blocking and run in worker threads through ``Runtime.db``.
 """
 
 from __future__ import annotations
@@ -17,7 +17,8 @@ from streamd import policy
 from streamd.context import RequestContext
 from streamd.errors import BadRequest, Forbidden
 from streamd.registry.records import ImageQuery, ImageRecord
-from streamd.service import listing, transfers
+from streamd.service import listing, quotas, transfers
+from streamd.service.access import visible_image
 from streamd.service.image_patch import PATCH_V21, apply_patch, parse_patch
 from streamd.service.image_schema import WRITABLE_CORE, check_writable, validate_document
 from streamd.service.runtime import Runtime
@@ -44,6 +45,9 @@ async def create_image(rt: Runtime, ctx: RequestContext, body: Mapping[str, Any]
     values = {name: body[name] for name in _CREATE_CORE if name in body}
     values["owner"] = owner
     properties = {k: v for k, v in body.items() if k not in WRITABLE_CORE and k != "id"}
+    for name in properties:
+        policy.ensure_may_write_property(ctx, name, rt.settings.protected_properties)
+    await quotas.ensure_may_create(rt, owner)
     image = await rt.db(rt.registry.create, values, properties, body.get("tags", ()),
                         body.get("id"))
     log.info("CREATE image=%s owner=%s", image.id, image.owner)
@@ -51,9 +55,7 @@ async def create_image(rt: Runtime, ctx: RequestContext, body: Mapping[str, Any]
 
 
 async def show_image(rt: Runtime, ctx: RequestContext, image_id: str) -> ImageRecord:
-    image = await rt.db(rt.registry.get, image_id)
-    policy.ensure_visible(ctx, image)
-    return image
+    return await visible_image(rt, ctx, image_id)
 
 
 async def list_images(
@@ -64,7 +66,7 @@ async def list_images(
     The registry is asked for one image more than the page holds: that one's existence is
     what says a next page exists, so clients never fetch a last, empty page.
     """
-    request = listing.parse_listing(params, ctx, rt.settings)
+    request = listing.parse_listing(params, ctx, rt.settings)  # policy.viewer: who sees what
     if request.limit == 0:
         if request.query.marker is not None:  # still a 400 for a bad marker
             await rt.db(rt.registry.list, _with_limit(request.query, 1))
@@ -84,8 +86,13 @@ async def update_image(
 ) -> ImageRecord:
     """Apply a JSON patch (already parsed from JSON) to an image's metadata."""
     ops = parse_patch(patch, media_type)
-    image = await rt.db(rt.registry.get, image_id)
+    image = await visible_image(rt, ctx, image_id)
     policy.ensure_modifiable(ctx, image, "update")
+    for op in ops:
+        if op.name not in WRITABLE_CORE:
+            action = "remove" if op.op == "remove" else "set"
+            policy.ensure_may_write_property(ctx, op.name, rt.settings.protected_properties,
+                                             action)
     changes = apply_patch(ctx, image, ops)
     if changes.empty:
         return image
@@ -101,7 +108,7 @@ async def update_image(
 
 async def delete_image(rt: Runtime, ctx: RequestContext, image_id: str) -> None:
     """Delete an image the caller owns (or any, for admins) unless it is protected."""
-    image = await rt.db(rt.registry.get, image_id)
+    image = await visible_image(rt, ctx, image_id)
     policy.ensure_modifiable(ctx, image, "delete")
     if image.protected:
         raise Forbidden(f"Image {image_id} is protected and cannot be deleted; first set "
@@ -121,7 +128,7 @@ async def _delete_data(rt: Runtime, image: ImageRecord) -> None:
 
 
 async def add_tag(rt: Runtime, ctx: RequestContext, image_id: str, tag: str) -> None:
-    image = await rt.db(rt.registry.get, image_id)
+    image = await visible_image(rt, ctx, image_id)
     policy.ensure_modifiable(ctx, image, "tag")
     if len(tag) > 255:
         raise BadRequest(f"Tag '{tag[:32]}…' is {len(tag)} characters long; the limit is 255.")
@@ -129,6 +136,21 @@ async def add_tag(rt: Runtime, ctx: RequestContext, image_id: str, tag: str) -> 
 
 
 async def remove_tag(rt: Runtime, ctx: RequestContext, image_id: str, tag: str) -> None:
-    image = await rt.db(rt.registry.get, image_id)
+    image = await visible_image(rt, ctx, image_id)
     policy.ensure_modifiable(ctx, image, "untag")
     await rt.db(rt.registry.remove_tag, image_id, tag)
+
+
+async def change_activation(rt: Runtime, ctx: RequestContext, image_id: str, action: str) -> None:
+    """``deactivate`` (active -> deactivated) or ``reactivate`` (back); admins only.
+
+    Repeating one is a no-op, as in Glance. The change is conditional on the status read,
+    so a concurrent upload or deletion makes it a 409 instead of a lost update.
+    """
+    image = await visible_image(rt, ctx, image_id)
+    policy.ensure_may_change_activation(ctx, image, action)
+    before, after = policy.ACTIVATION[action]
+    if image.status == after:
+        return
+    await rt.db(rt.registry.transition, image_id, before, after)
+    log.info("%s image=%s", action.upper(), image_id)

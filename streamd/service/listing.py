@@ -14,7 +14,9 @@ than an empty page. What it accepts, as Glance does:
   ``created_at``/``updated_at`` with ``eq neq gt gte lt lte`` and an ISO 8601 time;
   ``size_min``/``size_max``; ``protected``/``os_hidden`` ``true|false``; ``visibility``
   (``public private shared community all``); ``owner``; ``tag`` (repeatable, all must match);
-  ``member_status``; anything else is a custom property that must equal the value.
+  ``member_status`` (``accepted`` by default: which of the shared images offered to the
+  caller are listed, by its answer; ``all`` for any); anything else is a custom property that
+  must equal the value.
 """
 
 from __future__ import annotations
@@ -94,6 +96,7 @@ def parse_listing(
             properties=tuple(properties),
             sort=_sort(params),
             marker=single.get("marker"),
+            member_status=single.get("member_status", "accepted"),
         ),
         limit=_limit(single.get("limit"), settings),
     )
@@ -184,10 +187,9 @@ def _filters(name: str, value: str) -> list[Filter]:
             raise BadRequest(f"Invalid visibility value: {value!r}. Use one of "
                              f"{', '.join(VISIBILITIES)} or all.")
         return [Filter("visibility", "eq", value)]
-    if name == "member_status":
-        # Without image members every visible image is "accepted"; checked so typos are 400.
+    if name == "member_status":  # not a filter on images: it goes into the query's scope
         if value not in MEMBER_STATUSES:
-            raise BadRequest(f"Invalid member_status: {value!r}. Use one of "
+            raise BadRequest(f"Invalid status: {value!r}. member_status is one of "
                              f"{', '.join(MEMBER_STATUSES)}.")
         return []
     raise AssertionError(f"unhandled listing filter {name}")  # pragma: no cover

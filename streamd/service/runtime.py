@@ -16,7 +16,7 @@ import trio
 
 from streamd.config import Settings
 from streamd.io import Store
-from streamd.registry import ImageRegistry, ensure_current, make_engine
+from streamd.registry import ImageRegistry, MemberRegistry, ensure_current, make_engine
 from streamd.service.stores import open_store
 from streamd.service.transfers import TransferSlots, recover_interrupted_uploads
 
@@ -34,6 +34,7 @@ class Runtime:
     # worker threads for the data plane (store syscalls, hashers), shared by all transfers
     io_limiter: trio.CapacityLimiter
     transfers: TransferSlots
+    members: MemberRegistry
 
     async def db(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         """Run one registry call in a worker thread, at most ``db_threads`` at a time."""
@@ -60,6 +61,7 @@ async def open_runtime(settings: Settings, nursery: trio.Nursery) -> AsyncIterat
             store=await open_store(settings, io_limiter),
             io_limiter=io_limiter,
             transfers=TransferSlots(settings.max_transfers),
+            members=MemberRegistry(engine),
         )
         await recover_interrupted_uploads(rt)
         yield rt

@@ -31,6 +31,8 @@ from streamd.context import RequestContext
 from streamd.errors import BadRequest, Conflict, Forbidden, Gone, NotFound, ServiceUnavailable
 from streamd.io import ByteSource, SizeCapExceeded, UploadResult, store_stream
 from streamd.registry import Filter, ImageQuery, ImageRecord, Viewer
+from streamd.service import quotas
+from streamd.service.access import visible_image
 
 if TYPE_CHECKING:
     from streamd.service.runtime import Runtime
@@ -90,9 +92,7 @@ class TransferSlots:
 
 
 async def _get_visible(rt: Runtime, ctx: RequestContext, image_id: str) -> ImageRecord:
-    record = await rt.db(rt.registry.get, image_id)
-    policy.ensure_visible(ctx, record)
-    return record
+    return await visible_image(rt, ctx, image_id)  # members of a shared image see it too
 
 
 # -- upload ------------------------------------------------------------------------------------
@@ -111,8 +111,9 @@ async def upload(
     ``size`` is the announced length (Content-Length), ``None`` when unknown (chunked);
     a body of another length fails. Raises NotFound, Forbidden, BadRequest, Conflict (not
     queued, or another upload won), ServiceUnavailable (too many transfers), TooLarge (size
-    cap), Gone (deleted meanwhile), or the pipeline's errors; in every case but success the
-    image is ``queued`` again and no data is left.
+    cap), QuotaExceeded (the owner's quota_image_size_total), Gone (deleted meanwhile), or
+    the pipeline's errors; in every case but success the image is ``queued`` again and no
+    data is left.
     """
     settings = rt.settings
     record = await _get_visible(rt, ctx, image_id)
@@ -130,6 +131,13 @@ async def upload(
             f"The incoming image is too large: {size} bytes announced, this cloud's limit "
             f"(image_size_cap) is {settings.image_size_cap} bytes."
         )
+    # the owner's byte quota, before any data is accepted and then as the pipeline's cap
+    quota_left = await quotas.remaining_bytes(rt, record.owner)
+    if quota_left is not None and (quota_left == 0 or (size is not None and size > quota_left)):
+        raise quotas.size_quota_exceeded(rt, record.owner, quota_left, size)
+    size_cap = settings.image_size_cap
+    if quota_left is not None:
+        size_cap = min(size_cap, quota_left)
     with rt.transfers.slot():
         await rt.db(rt.registry.transition, image_id, "queued", "saving")
         # entered only once this upload owns the image: a loser must not replace the scope
@@ -143,7 +151,7 @@ async def upload(
                     os_hash_algo=settings.os_hash_algo,
                     chunk_size=settings.chunk_size,
                     queue_depth=settings.queue_depth,
-                    size_cap=settings.image_size_cap,
+                    size_cap=size_cap,
                     expected_size=size,
                     limiter=rt.io_limiter,
                 )
@@ -157,6 +165,9 @@ async def upload(
                 if stored is not None and isinstance(exc, NotFound | Conflict):
                     # the final status change found the row gone (deleted) or changed
                     raise _deleted_during_upload(image_id) from None
+                if (isinstance(exc, SizeCapExceeded) and quota_left is not None
+                        and quota_left < settings.image_size_cap):
+                    raise quotas.size_quota_exceeded(rt, record.owner, quota_left) from None
                 raise
     if scope.cancelled_caught:  # cancelled by delete_data(): the image is gone
         raise _deleted_during_upload(image_id)

@@ -1,0 +1,102 @@
+"""Per-project quotas, as Glance's unified limits: images owned, bytes stored, bytes staged.
+
+Each limit is a setting (``quota_image_count``, ``quota_image_size_total``,
+``quota_image_stage_total``; unset means unlimited) that applies to every project, counted
+over the images the project owns. Exceeding one answers 413 with a message that names the
+quota. The image count is checked when an image is created; the bytes when data is
+uploaded: before any data is accepted (a project already at its limit, or a
+Content-Length past what is left) and during the upload, whose size cap becomes
+``min(image_size_cap, what is left)``.
+
+Like Glance's, the checks read the usage and then act, so uploads running at the same time
+for one project may together overshoot the byte quota by what each had left at its start.
+
+``GET /v2/info/usage`` reports the same figures in Glance's shape and units: sizes in MiB,
+``-1`` for no limit.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from streamd.context import RequestContext
+from streamd.errors import TooLarge
+from streamd.registry import Usage, project_usage
+from streamd.units import MiB
+
+if TYPE_CHECKING:  # runtime imports transfers, which imports this module
+    from streamd.service.runtime import Runtime
+
+UNLIMITED = -1  # Keystone's unified limits write "no limit" so
+
+
+class QuotaExceeded(TooLarge):
+    """A project is at one of its quotas. Retrying helps only after freeing some of it."""
+
+
+@dataclass(frozen=True)
+class QuotaUsage:
+    limit: int  # UNLIMITED when there is none
+    usage: int
+
+
+async def usage_of(rt: Runtime, owner: str) -> Usage:
+    return await rt.db(project_usage, rt.registry.engine, owner)
+
+
+async def ensure_may_create(rt: Runtime, owner: str | None) -> None:
+    """413 when ``owner`` already has ``quota_image_count`` images."""
+    limit = rt.settings.quota_image_count
+    if limit is None or owner is None:
+        return
+    count = (await usage_of(rt, owner)).image_count
+    if count + 1 > limit:
+        raise QuotaExceeded(
+            f"Project {owner} is over a limit for image_count_total (quota_image_count): it "
+            f"owns {count} images and may own {limit}. Delete images it no longer needs, or "
+            "ask an admin to raise the quota."
+        )
+
+
+async def remaining_bytes(rt: Runtime, owner: str | None) -> int | None:
+    """Bytes ``owner`` may still upload under ``quota_image_size_total``; None: no limit."""
+    limit = rt.settings.quota_image_size_total
+    if limit is None or owner is None:
+        return None
+    return max(0, limit - (await usage_of(rt, owner)).image_size_total)
+
+
+def size_quota_exceeded(rt: Runtime, owner: str | None, remaining: int,
+                        incoming: int | None = None) -> QuotaExceeded:
+    limit = rt.settings.quota_image_size_total
+    stored = (limit or 0) - remaining
+    what = (f"this upload of {incoming} bytes" if incoming is not None
+            else "this upload")
+    return QuotaExceeded(
+        f"Project {owner} is over a limit for image_size_total (quota_image_size_total): its "
+        f"images hold {stored} of its {limit} bytes, so {what} does not fit in the "
+        f"{remaining} bytes left. Delete images it no longer needs, or ask an admin to raise "
+        "the quota."
+    )
+
+
+async def usage_report(rt: Runtime, ctx: RequestContext) -> dict[str, QuotaUsage]:
+    """The caller's project's usage and limits, as Glance's ``/v2/info/usage``."""
+    if ctx.project_id is None:
+        return {}
+    settings = rt.settings
+    usage = await usage_of(rt, ctx.project_id)
+
+    def mib(value: int | None) -> int:
+        return UNLIMITED if value is None else value // MiB
+
+    return {
+        "image_size_total": QuotaUsage(mib(settings.quota_image_size_total),
+                                       usage.image_size_total // MiB),
+        "image_stage_total": QuotaUsage(mib(settings.quota_image_stage_total), 0),
+        "image_count_total": QuotaUsage(
+            UNLIMITED if settings.quota_image_count is None else settings.quota_image_count,
+            usage.image_count),
+        "image_count_uploading": QuotaUsage(UNLIMITED, usage.image_count_uploading),
+    }
