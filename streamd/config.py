@@ -9,6 +9,7 @@ names it instead of failing later in the middle of a transfer.
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
 import tomllib
 from collections.abc import Mapping
@@ -19,7 +20,7 @@ from typing import Any
 from streamd.units import MiB, TiB
 
 HASH_ALGOS = ("md5", "sha1", "sha224", "sha256", "sha384", "sha512", "xxh3_128", "xxh3_64")
-AUTH_MODES = ("noauth",)
+AUTH_MODES = ("noauth", "tokens", "keystone")
 
 
 class ConfigError(Exception):
@@ -34,7 +35,25 @@ class Settings:
     database_url: str | None = None
     # run pending migrations at start-up; default only for the embedded SQLite database
     auto_migrate: bool | None = None
+    # who is asking (streamd.auth): noauth trusts identity headers, tokens looks
+    # X-Auth-Token up in tokens_file, keystone validates it with Keystone v3
     auth: str = "noauth"
+    # noauth on a non-loopback bind lets any client act as any project (and as admin): it is
+    # refused unless this says the network is trusted
+    noauth_allow_remote: bool = False
+    # auth = "tokens": a TOML or JSON file, [tokens.<token>] project_id, user_id, roles
+    tokens_file: Path | None = None
+    # auth = "keystone": the identity endpoint (the v3 API is below it, e.g.
+    # http://keystone:5000) and streamd's own credentials for validating user tokens: a
+    # static service token, or a service user's password (a token is fetched and renewed)
+    keystone_url: str | None = None
+    keystone_service_token: str | None = None
+    keystone_service_user: str | None = None
+    keystone_service_password: str | None = None
+    keystone_service_project: str | None = None
+    keystone_service_domain: str = "Default"
+    keystone_cache_ttl: float = 300.0  # seconds a validated token is trusted without asking
+    keystone_timeout: float = 10.0  # seconds for one request to Keystone
     # per-project quotas (Glance's unified limits); None: unlimited
     quota_image_count: int | None = None  # images a project may own
     quota_image_size_total: int | None = None  # bytes of image data a project may store
@@ -145,6 +164,26 @@ def _check(s: Settings) -> None:
         raise bad("os_hash_algo", f"{s.os_hash_algo!r} is not one of {', '.join(HASH_ALGOS)}")
     if s.auth not in AUTH_MODES:
         raise bad("auth", f"{s.auth!r} is not one of {', '.join(AUTH_MODES)}")
+    if s.auth == "noauth" and not s.noauth_allow_remote and not is_loopback(s.host):
+        raise bad("noauth_allow_remote", (
+            f"auth = \"noauth\" trusts the X-Project-Id/X-Roles headers of every request, "
+            f"so it serves only loopback addresses, and bind is {s.bind!r}. Bind 127.0.0.1, "
+            "use auth = \"tokens\" or \"keystone\", or set noauth_allow_remote = true "
+            "(STREAMD_NOAUTH_ALLOW_REMOTE=true) if every client that can reach it is trusted"
+        ))
+    if s.auth == "tokens" and s.tokens_file is None:
+        raise bad("tokens_file", "auth = \"tokens\" needs the path of the tokens file")
+    if s.auth == "keystone":
+        if not s.keystone_url or not s.keystone_url.startswith(("http://", "https://")):
+            raise bad("keystone_url", "auth = \"keystone\" needs Keystone's URL, e.g. "
+                      "http://keystone:5000")
+        password = (s.keystone_service_user, s.keystone_service_password,
+                    s.keystone_service_project)
+        if not s.keystone_service_token and not all(password):
+            raise bad("keystone_service_token", (
+                "auth = \"keystone\" needs streamd's own credentials to validate tokens: "
+                "keystone_service_token, or keystone_service_user, keystone_service_password "
+                "and keystone_service_project"))
     for name in ("quota_image_count", "quota_image_size_total", "quota_image_stage_total",
                  "image_member_quota"):
         value = getattr(s, name)
@@ -164,10 +203,10 @@ def _check(s: Settings) -> None:
                  "api_limit_max"):
         if getattr(s, name) < 1:
             raise bad(name, "must be at least 1")
-    for name in ("store_throttle_mib_s", "graceful_timeout"):
+    for name in ("store_throttle_mib_s", "graceful_timeout", "keystone_cache_ttl"):
         if getattr(s, name) < 0:
             raise bad(name, "must not be negative")
-    for name in ("response_timeout", "upload_idle_timeout"):
+    for name in ("response_timeout", "upload_idle_timeout", "keystone_timeout"):
         if getattr(s, name) <= 0:
             raise bad(name, "must be positive")
     if s.limit_param_default > s.api_limit_max:
@@ -175,6 +214,16 @@ def _check(s: Settings) -> None:
     url = s.database_url
     if url is not None and not url.startswith(("sqlite", "postgresql", "mysql", "mariadb")):
         raise bad("database_url", f"{url!r}: use sqlite://, postgresql+psycopg:// or mysql+pymysql://")
+
+
+def is_loopback(host: str) -> bool:
+    """Is ``host`` (a bind address) reachable only from this machine?"""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # another host name: it may resolve to anything
 
 
 def load_settings(

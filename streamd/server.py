@@ -15,6 +15,7 @@ import trio
 from hypercorn.config import Config
 from hypercorn.trio import serve as hypercorn_serve
 
+from streamd.auth import open_authenticator
 from streamd.config import Settings
 from streamd.http.app import create_app
 from streamd.service.runtime import open_runtime
@@ -59,9 +60,9 @@ async def serve(
     if shutdown is None:  # an Event has no truth value
         shutdown = trio.Event()
     async with trio.open_nursery() as nursery:
-        async with open_runtime(settings, nursery) as rt:
+        async with open_runtime(settings, nursery) as rt, open_authenticator(settings) as auth:
             nursery.start_soon(_wait_for_signals, shutdown)
-            app = create_app(rt)
+            app = create_app(rt, auth)
             await hypercorn_serve(
                 app,  # type: ignore[arg-type]
                 hypercorn_config(settings),

@@ -16,8 +16,9 @@ from quart import Response
 from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
 
+from streamd.auth import Authenticator, make_authenticator
 from streamd.http import images, info, members, schemas, versions
-from streamd.http.context import RUNTIME_KEY
+from streamd.http.context import AUTH_KEY, RUNTIME_KEY, authenticate_request
 from streamd.http.errors import describe, error_body
 from streamd.service.runtime import Runtime
 from streamd.units import MiB
@@ -27,8 +28,9 @@ ASGIApp = Callable[[dict[str, Any], Callable[..., Awaitable[Any]], Callable[...,
 
 METADATA_BODY_LIMIT = 16 * MiB  # a JSON document or patch, never image data
 
-# (pattern, handler factory) for raw ASGI data routes; filled in by the data module
-DATA_ROUTES: list[tuple[re.Pattern[str], Callable[[Runtime], ASGIApp]]] = []
+# (pattern, handler factory) for raw ASGI data routes; filled in by the data module. A
+# handler authenticates its requests with the authenticator it is built with.
+DATA_ROUTES: list[tuple[re.Pattern[str], Callable[[Runtime, Authenticator], ASGIApp]]] = []
 
 
 def _json_error(status: int, message: str, headers: dict[str, str] | None = None) -> Response:
@@ -39,9 +41,11 @@ def _json_error(status: int, message: str, headers: dict[str, str] | None = None
     return response
 
 
-def create_quart_app(rt: Runtime) -> QuartTrio:
+def create_quart_app(rt: Runtime, authenticator: Authenticator) -> QuartTrio:
     app = QuartTrio("streamd")
     app.extensions[RUNTIME_KEY] = rt
+    app.extensions[AUTH_KEY] = authenticator
+    app.before_request(authenticate_request)
     app.config["MAX_CONTENT_LENGTH"] = METADATA_BODY_LIMIT
     app.config["PROPAGATE_EXCEPTIONS"] = False
     app.config["RESPONSE_TIMEOUT"] = rt.settings.response_timeout  # metadata routes only
@@ -66,15 +70,21 @@ def create_quart_app(rt: Runtime) -> QuartTrio:
     return app
 
 
-def create_app(rt: Runtime) -> ASGIApp:
-    """The whole ASGI app: data routes first, then the Quart metadata app."""
-    quart_app = create_quart_app(rt)
+def create_app(rt: Runtime, authenticator: Authenticator | None = None) -> ASGIApp:
+    """The whole ASGI app: data routes first, then the Quart metadata app.
+
+    ``authenticator`` defaults to the one the settings name (``noauth`` or ``tokens``;
+    ``keystone`` needs ``streamd.auth.open_authenticator``).
+    """
+    if authenticator is None:
+        authenticator = make_authenticator(rt.settings)
+    quart_app = create_quart_app(rt, authenticator)
     try:
         import streamd.http.data  # noqa: F401  (registers DATA_ROUTES)
     except ModuleNotFoundError as e:
         if e.name != "streamd.http.data":
             raise
-    data_routes = [(pattern, factory(rt)) for pattern, factory in DATA_ROUTES]
+    data_routes = [(pattern, factory(rt, authenticator)) for pattern, factory in DATA_ROUTES]
 
     async def dispatch(scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":

@@ -1,35 +1,38 @@
-"""Per-request plumbing for the Quart routes: the running service and who is asking."""
+"""Per-request plumbing for the Quart routes: the running service and who is asking.
+
+The caller's context is established once per request, before routing reaches a handler
+(``authenticate_request``, a ``before_request`` hook), by the server's one authenticator
+(``streamd.auth``) — the same one the raw-ASGI data routes use.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from quart import current_app, g, request
 
-from quart import current_app, request
-
+from streamd.auth import Authenticator, context_from_headers
 from streamd.context import RequestContext
 from streamd.service.runtime import Runtime
 
 RUNTIME_KEY = "streamd.runtime"
+AUTH_KEY = "streamd.authenticator"
+# Blueprints whose routes answer anonymous callers (Glance's version documents).
+ANONYMOUS_BLUEPRINTS = ("versions",)
+
+__all__ = ["AUTH_KEY", "RUNTIME_KEY", "authenticate_request", "context", "context_from_headers",
+           "runtime"]
 
 
 def runtime() -> Runtime:
     return current_app.extensions[RUNTIME_KEY]
 
 
-def context_from_headers(headers: Mapping[str, str]) -> RequestContext:
-    """noauth: trust the identity headers keystonemiddleware would set.
-
-    Without a project header the caller is an anonymous admin, as in Glance's
-    ``unauthenticated-context`` pipeline: this mode is for loopback and trusted networks only.
-    """
-    project = headers.get("X-Project-Id") or headers.get("X-Tenant-Id")
-    user = headers.get("X-User-Id")
-    roles_header = headers.get("X-Roles")
-    if project is None and roles_header is None:
-        return RequestContext(project_id=None, user_id=user, roles=frozenset({"admin"}))
-    roles = frozenset(r.strip().lower() for r in (roles_header or "").split(",") if r.strip())
-    return RequestContext(project_id=project, user_id=user, roles=roles)
+async def authenticate_request() -> None:
+    """Who is asking (401 when the authenticator does not know)."""
+    if request.blueprint in ANONYMOUS_BLUEPRINTS:
+        return
+    authenticator: Authenticator = current_app.extensions[AUTH_KEY]
+    g.streamd_context = await authenticator.authenticate(request.headers)
 
 
 def context() -> RequestContext:
-    return context_from_headers(request.headers)
+    return g.streamd_context

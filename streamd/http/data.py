@@ -32,9 +32,10 @@ from typing import Any
 
 import trio
 
+from streamd.auth import Authenticator
+from streamd.context import RequestContext
 from streamd.errors import MethodNotAllowed, StreamdError, UnsupportedMediaType
 from streamd.http.app import DATA_ROUTES, ASGIApp
-from streamd.http.context import context_from_headers
 from streamd.http.errors import describe, error_body
 from streamd.io import ObjectNotFound, SourceAborted, StoreFull, parse_byte_range
 from streamd.registry import ImageRecord
@@ -171,8 +172,8 @@ class Response:
         await self.body(payload, more=False)
 
 
-def file_handler(rt: Runtime) -> ASGIApp:
-    """The ASGI handler of ``/v2/images/{id}/file``."""
+def file_handler(rt: Runtime, auth: Authenticator) -> ASGIApp:
+    """The ASGI handler of ``/v2/images/{id}/file``; ``auth`` says who is asking."""
 
     async def handle(scope: dict[str, Any], receive: Receive, send: Send) -> None:
         match = FILE_PATH.fullmatch(scope["path"])
@@ -183,10 +184,12 @@ def file_handler(rt: Runtime) -> ASGIApp:
         method = scope["method"]
         body = RequestBody(receive, idle_timeout=rt.settings.upload_idle_timeout)
         try:
+            ctx = await auth.authenticate(headers)  # 401 before anything else, as Glance
             if method == "PUT":
-                await _put(rt, image_id, headers, body)
+                await _put(rt, ctx, image_id, headers, body)
             elif method in ("GET", "HEAD"):
-                await _get(rt, image_id, headers, receive, response, head=method == "HEAD")
+                await _get(rt, ctx, image_id, headers, receive, response,
+                           head=method == "HEAD")
                 return
             else:
                 raise MethodNotAllowed(
@@ -228,7 +231,9 @@ async def _answer(body: RequestBody, respond: Callable[[], Awaitable[None]]) -> 
 # -- upload ------------------------------------------------------------------------------------
 
 
-async def _put(rt: Runtime, image_id: str, headers: Headers, body: RequestBody) -> None:
+async def _put(
+    rt: Runtime, ctx: RequestContext, image_id: str, headers: Headers, body: RequestBody
+) -> None:
     content_type = headers.get("content-type")
     if content_type is None or content_type.split(";")[0].strip().lower() != OCTET_STREAM:
         raise UnsupportedMediaType(
@@ -236,7 +241,7 @@ async def _put(rt: Runtime, image_id: str, headers: Headers, body: RequestBody) 
             f"send image data with Content-Type: {OCTET_STREAM}"
         )
     size = _content_length(headers)
-    await transfers.upload(rt, context_from_headers(headers), image_id, body, size=size)
+    await transfers.upload(rt, ctx, image_id, body, size=size)
 
 
 def _content_length(headers: Headers) -> int | None:
@@ -252,6 +257,7 @@ def _content_length(headers: Headers) -> int | None:
 
 async def _get(
     rt: Runtime,
+    ctx: RequestContext,
     image_id: str,
     headers: Headers,
     receive: Receive,
@@ -259,7 +265,7 @@ async def _get(
     *,
     head: bool,
 ) -> None:
-    record = await transfers.image_for_download(rt, context_from_headers(headers), image_id)
+    record = await transfers.image_for_download(rt, ctx, image_id)
     if record.location is None or record.size is None:
         await response.empty(204)  # Glance: an image without data answers 204
         return
