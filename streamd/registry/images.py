@@ -221,8 +221,8 @@ class ImageRegistry:
 
     def _visible(self, conn: sa.Connection, row: Any, viewer: Viewer) -> bool:
         """May ``viewer`` see this image at all (a member: whatever its answer)?"""
-        if (viewer.is_admin or row.owner == viewer.project_id
-                or row.visibility in _SHARED_WITH_ALL):
+        if (viewer.is_admin or row.owner is None or row.owner == viewer.project_id
+                or row.visibility in _SHARED_WITH_ALL):  # as streamd.policy.can_see
             return True
         if row.visibility != "shared" or viewer.project_id is None:
             return False

@@ -24,7 +24,8 @@ OCTETS = {"Content-Type": "application/octet-stream"}
 def quota_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     root = tmp_path_factory.mktemp("quotas")
     env = {"STREAMD_QUOTA_IMAGE_COUNT": str(COUNT),
-           "STREAMD_QUOTA_IMAGE_SIZE_TOTAL": str(SIZE_TOTAL)}
+           "STREAMD_QUOTA_IMAGE_SIZE_TOTAL": str(SIZE_TOTAL),
+           "STREAMD_IMAGE_MEMBER_QUOTA": "2"}
     with ServerProcess(data_dir=root / "data", env=env) as srv:
         yield srv
 
@@ -97,6 +98,20 @@ def test_bytes_stored(project: tuple[httpx.Client, str]) -> None:
     client.delete(f"/v2/images/{first}")
     assert client.put(f"/v2/images/{third}/file", content=b"e",
                       headers=OCTETS).status_code == 204
+
+
+def test_image_member_quota(project: tuple[httpx.Client, str]) -> None:
+    client, _ = project
+    image_id = new_image(client, name="shared widely")
+    for member in ("m1", "m2"):
+        assert client.post(f"/v2/images/{image_id}/members",
+                           json={"member": member}).status_code == 200
+    r = client.post(f"/v2/images/{image_id}/members", json={"member": "m3"})
+    assert r.status_code == 413
+    assert "image_member_quota" in error_of(r)["message"]
+    client.delete(f"/v2/images/{image_id}/members/m1")
+    assert client.post(f"/v2/images/{image_id}/members",
+                       json={"member": "m3"}).status_code == 200
 
 
 def test_usage_through_glanceclient(project: tuple[httpx.Client, str],

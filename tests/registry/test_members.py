@@ -152,3 +152,9 @@ def test_usage(registry: ImageRegistry) -> None:
         3, 105, 1)
     empty = project_usage(registry.engine, "nobody")
     assert (empty.image_count, empty.image_size_total, empty.image_count_uploading) == (0, 0, 0)
+
+
+def test_marker_of_an_image_without_owner(registry: ImageRegistry, clock: FakeClock) -> None:
+    """Glance shows images without an owner to everyone, so they are valid markers too."""
+    orphan = registry.create({"name": "orphan", "owner": None, "visibility": "private"})
+    assert registry.list(ImageQuery(viewer=Viewer("bob"), marker=orphan.id)) == []
