@@ -21,6 +21,7 @@ from streamd.units import MiB, TiB
 
 HASH_ALGOS = ("md5", "sha1", "sha224", "sha256", "sha384", "sha512", "xxh3_128", "xxh3_64")
 AUTH_MODES = ("noauth", "tokens", "keystone")
+IMPORT_METHODS = ("glance-direct", "web-download", "copy-image")
 
 
 class ConfigError(Exception):
@@ -74,6 +75,21 @@ class Settings:
     io_threads: int = 16  # worker threads for store I/O and hashing, shared by all transfers
     # for tests and demos only: slow the image store to this many MiB/s (0: full speed)
     store_throttle_mib_s: float = 0.0
+    # image import (streamd.service.imports): the methods offered; copy-image only counts
+    # once more than one store is configured
+    enabled_import_methods: tuple[str, ...] = IMPORT_METHODS
+    # web-download's URI filters, as Glance's [import_filtering_opts] (an empty list allows
+    # any); beyond them, a host that resolves to a loopback, private, link-local or other
+    # non-global address is refused unless listed in web_download_private_hosts ("*": any)
+    web_download_allowed_schemes: tuple[str, ...] = ("http", "https")
+    web_download_allowed_hosts: tuple[str, ...] = ()
+    web_download_disallowed_hosts: tuple[str, ...] = ()
+    web_download_allowed_ports: tuple[int, ...] = (80, 443)
+    web_download_private_hosts: tuple[str, ...] = ()
+    web_download_max_redirects: int = 5  # each hop is filtered like the first URI
+    # staged data (PUT /v2/images/{id}/stage) not imported this many seconds after its last
+    # byte arrived is removed and its image queued again
+    stage_max_age: float = 86400.0
     # registry
     db_threads: int = 8  # worker threads that may run registry calls at once
     # listing
@@ -114,6 +130,10 @@ class Settings:
     def images_dir(self) -> Path:
         return self.data_dir / "images"
 
+    @property
+    def staging_dir(self) -> Path:
+        return self.data_dir / "staging"
+
 
 _FIELDS = {f.name: f for f in dataclasses.fields(Settings) if f.name != "extra"}
 
@@ -135,6 +155,11 @@ def _coerce(name: str, value: Any) -> Any:
             if not isinstance(items, list | tuple) or not all(isinstance(i, str) for i in items):
                 raise ValueError
             return tuple(i.strip() for i in items if i.strip())
+        if kind == "tuple[int, ...]":
+            items = value.split(",") if isinstance(value, str) else value
+            if not isinstance(items, list | tuple) or any(isinstance(i, bool) for i in items):
+                raise ValueError
+            return tuple(int(i) for i in items if str(i).strip())
         if kind == "float":
             return float(value)
         if kind in ("bool", "bool | None"):
@@ -193,6 +218,17 @@ def _check(s: Settings) -> None:
         if "*" in pattern.rstrip("*") or pattern == "*":
             raise bad("protected_properties", f"{pattern!r}: use a name or a prefix that "
                       "ends in *, e.g. x_billing_*")
+    for method in s.enabled_import_methods:
+        if method not in IMPORT_METHODS:
+            raise bad("enabled_import_methods", f"{method!r} is not one of "
+                      f"{', '.join(IMPORT_METHODS)}")
+    for port in s.web_download_allowed_ports:
+        if not 0 < port < 65536:
+            raise bad("web_download_allowed_ports", f"{port} is not a TCP port")
+    if s.stage_max_age <= 0:
+        raise bad("stage_max_age", "must be positive")
+    if s.web_download_max_redirects < 0:
+        raise bad("web_download_max_redirects", "must not be negative")
     if not 4096 <= s.chunk_size <= 64 * MiB:
         raise bad("chunk_size", "must be between 4096 and 67108864 bytes")
     if not 1 <= s.queue_depth <= 64:
