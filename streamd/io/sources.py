@@ -1,4 +1,5 @@
-"""Byte sources that are not a network body: for tests, benchmarks and imports from disk.
+"""Byte sources that are not a network body (tests, benchmarks, imports from disk), and
+sources built from others (``ChainedSource``, ``EndOnAbort``).
 
 Each implements ``ByteSource.readinto`` (see ``streamd.io.pipeline``). The HTTP layer adapts
 a request body the same way; a client that disconnects should raise ``SourceAborted``.
@@ -6,9 +7,14 @@ a request body the same way; a client that disconnects should raise ``SourceAbor
 
 from __future__ import annotations
 
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 import trio
+
+from streamd.io.errors import SourceAborted
+
+if TYPE_CHECKING:
+    from streamd.io.pipeline import ByteSource
 
 
 class BytesSource:
@@ -62,3 +68,44 @@ class FileSource:
         n = await trio.to_thread.run_sync(self._file.readinto, buf, limiter=self._limiter)
         self.bytes_read += n
         return n
+
+
+class ChainedSource:
+    """The bytes of each source in turn: e.g. data already staged, then a request body."""
+
+    def __init__(self, *sources: ByteSource) -> None:
+        self._sources = list(sources)
+
+    async def readinto(self, buf: memoryview) -> int:
+        while self._sources:
+            n = await self._sources[0].readinto(buf)
+            if n:
+                return n
+            self._sources.pop(0)
+        return 0
+
+
+class EndOnAbort:
+    """``source`` whose interruption ends the data instead of failing the transfer.
+
+    For a resumable stage: what arrived before the client went away (or stalled) is
+    stored and hashed like a complete body, and ``aborted`` then holds the
+    ``SourceAborted`` for the caller to report.
+    """
+
+    def __init__(self, source: ByteSource) -> None:
+        self._source = source
+        self.aborted: SourceAborted | None = None
+
+    async def readinto(self, buf: memoryview) -> int:
+        if self.aborted is not None:
+            return 0
+        try:
+            return await self._source.readinto(buf)
+        except SourceAborted as exc:
+            self.aborted = exc
+        except (OSError, EOFError, trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+            self.aborted = SourceAborted("the upload was interrupted before all image data "
+                                         "arrived; resume it")
+            self.aborted.__cause__ = exc
+        return 0

@@ -181,6 +181,30 @@ class FileStore:
         except OSError as exc:
             raise _store_failure(exc, "read") from exc
 
+    async def link_from(self, path: Path, *, key: str) -> StoredObject:
+        """Make the complete file ``path`` the object ``key`` without copying its bytes.
+
+        A hard link under a temp name, renamed over ``<key>`` (an object already there is
+        replaced), then the directory is fsynced: the caller's own name stays, for it to
+        remove once the object is recorded. Only within one file system: ``OSError`` with
+        ``EXDEV`` (or ``EPERM`` where links are not supported) tells the caller to copy.
+        """
+        final = self.root / check_key(key)
+        temp = self.root / f".{key}.{secrets.token_hex(8)}.tmp"
+
+        def link() -> int:
+            os.link(path, temp)
+            try:
+                os.rename(temp, final)
+            except BaseException:
+                temp.unlink(missing_ok=True)
+                raise
+            _fsync_dir(self.root)
+            return final.stat().st_size
+
+        size = await self._run(link)
+        return StoredObject(location=f"file://{final}", size=size)
+
     async def reap_temp_files(self, older_than: float, *, now: float | None = None) -> int:
         """Remove temp files left by a crash; return how many were removed.
 

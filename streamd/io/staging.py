@@ -1,0 +1,397 @@
+"""The staging area: image data staged for import, kept when an upload is cut off.
+
+``PUT /v2/images/{id}/stage`` writes here rather than into the image store; an import
+(glance-direct) later moves the data into the store. Unlike a store write, a stage is
+resumable: whatever arrived before the client went away stays, and a later request appends
+from there. Per image, in ``root``:
+
+- ``<image_id>``: the bytes staged so far, always a prefix of the image, fsynced whenever a
+  request ends, however it ends;
+- ``<image_id>.json``: what the client said about the whole (``total`` bytes) and, once all
+  of it is here, the digests computed while it was staged (``StagedDigests``).
+
+Hasher state cannot be carried from one request to the next (``hashlib`` objects can be
+copied but not saved), so a resumed stage streams the staged prefix back through the
+pipeline's hashers ahead of the new bytes (``prefix``), and the writer (``appender``) skips
+those bytes, which are on disk already. A resume costs one read of what was staged; in
+exchange no hasher state is ever persisted, a crash cannot leave digests that disagree with
+the bytes, and the digests are always those of the bytes on disk.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import secrets
+import time
+from collections.abc import AsyncIterable, AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import trio
+
+from streamd.errors import RangeNotSatisfiable
+from streamd.io.errors import StoreError, StoreFull
+from streamd.io.hashing import new_hasher
+from streamd.io.stores.base import Store, StoreCapabilities, StoredObject, check_key
+from streamd.io.stores.file import READ_CHUNK, FileStore, is_zero
+
+_T = TypeVar("_T")
+_META = ".json"
+# link errors that mean "not here, copy instead": another file system, or none of links
+_NO_LINK_ERRNOS = frozenset({errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP})
+_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
+
+
+class StageOffsetMismatch(RangeNotSatisfiable):
+    """A resume that does not start where the staged data ends. Retry at ``expected``."""
+
+    def __init__(self, message: str, *, expected: int) -> None:
+        super().__init__(message, headers={"Upload-Offset": str(expected)})
+        self.expected = expected
+
+
+@dataclass(frozen=True)
+class StagedDigests:
+    """The digests of a complete stage, computed while it was staged (lowercase hex)."""
+
+    checksum: str
+    os_hash_algo: str
+    os_hash_value: str
+    xxh3: str
+
+
+@dataclass(frozen=True)
+class Stage:
+    """What is staged for one image."""
+
+    size: int  # bytes staged so far
+    total: int | None  # bytes in all, when the client has said
+    digests: StagedDigests | None  # once complete
+    modified: float  # seconds since the epoch of the last byte or record
+
+    @property
+    def complete(self) -> bool:
+        return self.digests is not None
+
+
+class StagingArea:
+    """Staged image data under ``root`` (one data dir per server, like the file store)."""
+
+    def __init__(
+        self,
+        root: Path,
+        *,
+        limiter: trio.CapacityLimiter | None = None,
+        read_chunk: int = READ_CHUNK,
+    ) -> None:
+        self._files = FileStore(root, "staging", limiter=limiter, read_chunk=read_chunk)
+        self.root = self._files.root
+        self._limiter = limiter
+
+    def __repr__(self) -> str:
+        return f"StagingArea(root={str(self.root)!r})"
+
+    async def _run(self, fn: Callable[..., _T], *args: object) -> _T:
+        return await trio.to_thread.run_sync(fn, *args, limiter=self._limiter)
+
+    async def _io(self, action: str, fn: Callable[..., _T], *args: object) -> _T:
+        try:
+            return await self._run(fn, *args)
+        except OSError as exc:
+            raise _failure(exc, action) from exc
+
+    def data_path(self, image_id: str) -> Path:
+        return self.root / check_key(image_id)
+
+    def _meta_path(self, image_id: str) -> Path:
+        return self.root / f"{check_key(image_id)}{_META}"
+
+    def _location(self, image_id: str) -> str:
+        return f"file://{self.data_path(image_id)}"
+
+    # -- reading -------------------------------------------------------------------------------
+
+    async def stage(self, image_id: str) -> Stage | None:
+        """What is staged for ``image_id``; None when nothing is (not even an empty stage)."""
+        return await self._io("read", _read_stage, self.data_path(image_id),
+                              self._meta_path(image_id))
+
+    @asynccontextmanager
+    async def prefix(self, image_id: str, length: int) -> AsyncIterator[_Prefix]:
+        """The first ``length`` staged bytes as a ``ByteSource`` (to hash them again)."""
+        source = _Prefix(self.data_path(image_id), length, self._limiter)
+        try:
+            yield source
+        finally:
+            source.close()
+
+    async def stale(self, *, older_than: float, now: float | None = None) -> list[str]:
+        """Image ids whose stage has not changed for ``older_than`` seconds (and orphaned
+        records of a stage whose data is gone)."""
+        cutoff = (time.time() if now is None else now) - older_than
+        return await self._io("read", _stale, self.root, cutoff)
+
+    async def image_ids(self) -> list[str]:
+        """Every image with something staged."""
+        return await self._io("read", _stale, self.root, float("inf"))
+
+    # -- writing -------------------------------------------------------------------------------
+
+    def appender(self, image_id: str, offset: int) -> StageAppender:
+        """A one-shot ``Store`` for ``store_stream`` that appends to the stage at ``offset``."""
+        return StageAppender(self, image_id, offset)
+
+    async def record(self, image_id: str, *, total: int | None,
+                     digests: StagedDigests | None = None) -> None:
+        """Write what is known about the whole: ``total`` and, once complete, ``digests``."""
+        meta: dict[str, Any] = {"total": total,
+                                "digests": asdict(digests) if digests else None}
+        await self._io("write", _write_atomically, self._meta_path(image_id),
+                       json.dumps(meta).encode())
+
+    async def discard(self, image_id: str) -> None:
+        """Remove the stage of ``image_id``; nothing staged is not an error."""
+        def remove() -> None:
+            self.data_path(image_id).unlink(missing_ok=True)
+            self._meta_path(image_id).unlink(missing_ok=True)
+
+        await self._io("delete", remove)
+
+    async def reap_temp_files(self) -> int:
+        """Remove the temp files of records interrupted by a crash (call at start-up)."""
+        return await self._files.reap_temp_files(older_than=0)
+
+    async def move_into(self, store: Store, image_id: str, digests: StagedDigests) -> StoredObject:
+        """Make the complete stage of ``image_id`` the store's object ``image_id``.
+
+        A hard link when the store can take one (a file store on the same file system):
+        no byte is copied. Otherwise a streamed copy, checked against the xxh3 computed
+        while staging. The stage itself stays until ``discard``: until the registry has
+        recorded the object, a failure can still go back to it.
+        """
+        link_from = getattr(store, "link_from", None)
+        if link_from is not None:
+            try:
+                return await link_from(self.data_path(image_id), key=image_id)
+            except OSError as exc:
+                if exc.errno not in _NO_LINK_ERRNOS:
+                    raise _failure(exc, "move") from exc
+        reader = self._files.read(self._location(image_id))
+        try:
+            return await store.write(_Verified(reader, digests.xxh3), key=image_id)
+        finally:
+            await reader.aclose()  # type: ignore[attr-defined]
+
+
+class StageAppender:
+    """The stage of one image as a one-shot ``Store``: ``store_stream`` writes through it.
+
+    The stream starts at byte 0; its first ``offset`` bytes are the staged prefix read back
+    for hashing and are skipped. Whatever ends the write — the end of the data, an error, a
+    cancellation — the file is left holding exactly the bytes written before it, fsynced:
+    nothing is ever removed here (``delete`` does nothing; the staging area decides).
+    ``end`` is the size of the stage afterwards.
+    """
+
+    name = "staging"
+    capabilities = StoreCapabilities(
+        ranged_reads=True, sparse_writes=True, max_readers=None, max_writers=1
+    )
+
+    def __init__(self, area: StagingArea, image_id: str, offset: int) -> None:
+        self._area = area
+        self._image_id = image_id
+        self._offset = offset
+        self.end = offset
+
+    async def write(self, chunks: AsyncIterable[memoryview], *, key: str) -> StoredObject:
+        path = self._area.data_path(self._image_id)
+        fd = await self._area._io("write", _open_at, path, self._offset)
+        pos = 0
+        failed = True
+        try:
+            async for chunk in chunks:
+                end = pos + len(chunk)
+                if end > self._offset:
+                    start = max(pos, self._offset)
+                    data = chunk[start - pos:]
+                    if not is_zero(data):  # zeros: leave a hole, the final ftruncate fills it
+                        await self._area._io("write", _pwrite_all, fd, data, start)
+                    self.end = end
+                pos = end
+            failed = False
+        finally:
+            with trio.CancelScope(shield=True):
+                try:
+                    await self._area._io("write", _finish, fd, self.end)
+                except StoreError:
+                    if not failed:
+                        raise
+        return StoredObject(location=self._area._location(self._image_id), size=pos)
+
+    def read(self, location: str, offset: int = 0,
+             length: int | None = None) -> AsyncIterator[memoryview]:
+        return self._area._files.read(location, offset, length)
+
+    async def delete(self, location: str) -> None:
+        """Nothing: a stage keeps what was written (see the class)."""
+
+    async def stat(self, location: str) -> int:
+        return await self._area._files.stat(location)
+
+
+class _Prefix:
+    """Bytes ``[0, length)`` of a staged file, read in worker threads (a ``ByteSource``)."""
+
+    def __init__(self, path: Path, length: int, limiter: trio.CapacityLimiter | None) -> None:
+        self._path = path
+        self._remaining = length
+        self._pos = 0
+        self._limiter = limiter
+        self._fd: int | None = None
+
+    async def readinto(self, buf: memoryview) -> int:
+        if self._remaining == 0:
+            self.close()
+            return 0
+        if self._fd is None:
+            self._fd = await self._run(os.open, self._path, os.O_RDONLY | os.O_CLOEXEC)
+        view = buf[:min(len(buf), self._remaining)]
+        n = await self._run(os.preadv, self._fd, [view], self._pos)
+        if n == 0:
+            raise StoreError("the staged data is shorter than recorded; stage it again")
+        self._pos += n
+        self._remaining -= n
+        return n
+
+    async def _run(self, fn: Callable[..., _T], *args: object) -> _T:
+        try:
+            return await trio.to_thread.run_sync(fn, *args, limiter=self._limiter)
+        except OSError as exc:
+            raise _failure(exc, "read") from exc
+
+    def close(self) -> None:
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            os.close(fd)
+
+
+class _Verified:
+    """A store reader's chunks, whose xxh3 must equal ``expected`` at the end."""
+
+    def __init__(self, reader: AsyncIterator[memoryview], expected: str) -> None:
+        self._reader = reader
+        self._expected = expected
+        self._hasher = new_hasher("xxh3_128")
+
+    def __aiter__(self) -> _Verified:
+        return self
+
+    async def __anext__(self) -> memoryview:
+        try:
+            chunk = await anext(self._reader)
+        except StopAsyncIteration:
+            if self._hasher.hexdigest() != self._expected:
+                raise StoreError("the staged data changed after it was staged; stage it "
+                                 "again") from None
+            raise
+        self._hasher.update(chunk)
+        return chunk
+
+
+def _failure(exc: OSError, action: str) -> StoreError | StoreFull:
+    if exc.errno in _FULL_ERRNOS:
+        return StoreFull("the staging area is out of space; retry once space has been freed")
+    return StoreError(f"the staging area failed to {action} the image data; retry later")
+
+
+def _read_stage(data: Path, meta_path: Path) -> Stage | None:
+    try:
+        st = data.stat()
+    except FileNotFoundError:
+        return None
+    modified = st.st_mtime
+    meta: dict[str, Any] = {}
+    try:
+        meta = json.loads(meta_path.read_bytes())
+        modified = max(modified, meta_path.stat().st_mtime)
+    except FileNotFoundError:
+        pass
+    except ValueError:
+        meta = {}  # a torn record: what the client said is unknown, the bytes still count
+    total = meta.get("total")
+    digests = meta.get("digests")
+    complete = digests is not None and total == st.st_size
+    return Stage(
+        size=st.st_size,
+        total=total if isinstance(total, int) else None,
+        digests=StagedDigests(**digests) if complete else None,
+        modified=modified,
+    )
+
+
+def _stale(root: Path, cutoff: float) -> list[str]:
+    """Image ids with a data file or record last changed before ``cutoff``."""
+    newest: dict[str, float] = {}
+    for entry in os.scandir(root):
+        name = entry.name
+        if name.startswith("."):
+            continue  # temp files: reap_temp_files
+        image_id = name.removesuffix(_META)
+        try:
+            mtime = entry.stat(follow_symlinks=False).st_mtime
+        except FileNotFoundError:
+            continue
+        newest[image_id] = max(newest.get(image_id, mtime), mtime)
+    return sorted(i for i, mtime in newest.items() if mtime < cutoff)
+
+
+def _open_at(path: Path, offset: int) -> int:
+    """Open the stage for writing; it must hold exactly ``offset`` bytes."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o640)
+    try:
+        size = os.fstat(fd).st_size
+        if size != offset:
+            raise StageOffsetMismatch(
+                f"{size} bytes are staged: resume at offset {size}, not {offset}",
+                expected=size,
+            )
+        return fd
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def _pwrite_all(fd: int, data: memoryview, offset: int) -> None:
+    while data:
+        written = os.pwrite(fd, data, offset)
+        data = data[written:]
+        offset += written
+
+
+def _finish(fd: int, size: int) -> None:
+    """Cut the file to the bytes written (a skipped zero tail is extended), fsync, close."""
+    try:
+        os.ftruncate(fd, size)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    temp = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
+    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o640)
+    try:
+        try:
+            os.write(fd, data)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.rename(temp, path)
+    except BaseException:
+        temp.unlink(missing_ok=True)
+        raise
