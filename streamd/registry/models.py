@@ -136,3 +136,35 @@ class ImageMember(Base):
         # a project's memberships by status: the seek behind the images shared with it
         Index("ix_image_members_member_id_status_image_id", "member_id", "status", "image_id"),
     )
+
+
+class Task(Base):
+    """An asynchronous operation (Glance's tasks; today image imports) and how it ended.
+
+    ``input`` and ``result`` are JSON documents, as Glance shows them; ``message`` says why
+    a task failed. Tasks outlive their image (no foreign key), as in Glance.
+    """
+
+    __tablename__ = "tasks"
+
+    id: Mapped[str] = mapped_column(Str(36), primary_key=True)
+    type: Mapped[str] = mapped_column(Str(30))
+    status: Mapped[str] = mapped_column(Str(30))
+    owner: Mapped[str | None] = mapped_column(Str(255))
+    image_id: Mapped[str | None] = mapped_column(Str(36))
+    user_id: Mapped[str | None] = mapped_column(Str(255))
+    request_id: Mapped[str | None] = mapped_column(Str(64))
+    input: Mapped[str] = mapped_column(Str())
+    result: Mapped[str | None] = mapped_column(Str())
+    message: Mapped[str] = mapped_column(Str())
+    expires_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime)
+    updated_at: Mapped[dt.datetime] = mapped_column(DateTime)
+
+    __table_args__ = (
+        # GET /v2/tasks in its default order, and GET /v2/images/{id}/tasks
+        Index("ix_tasks_created_at_id", "created_at", "id"),
+        Index("ix_tasks_image_id_created_at", "image_id", "created_at"),
+        # start-up finds the tasks a crash left running
+        Index("ix_tasks_status", "status"),
+    )

@@ -20,7 +20,7 @@ from streamd.registry import (
 from streamd.registry.models import Base
 from streamd.registry.schema import current_revision, downgrade, head_revision
 
-TABLES = {"images", "image_properties", "image_tags", "image_members"}
+TABLES = {"images", "image_properties", "image_tags", "image_members", "tasks"}
 
 
 @pytest.fixture
