@@ -17,7 +17,7 @@ from streamd import policy
 from streamd.context import RequestContext
 from streamd.errors import BadRequest, Forbidden
 from streamd.registry.records import ImageQuery, ImageRecord
-from streamd.service import listing, quotas, transfers
+from streamd.service import imports, listing, quotas, transfers
 from streamd.service.access import visible_image
 from streamd.service.image_patch import PATCH_V21, apply_patch, parse_patch
 from streamd.service.image_schema import WRITABLE_CORE, check_writable, validate_document
@@ -125,6 +125,7 @@ async def _delete_data(rt: Runtime, image: ImageRecord) -> None:
     deleted again rather than data nobody can find.
     """
     await transfers.delete_data(rt, image)
+    await imports.forget_image(rt, image)  # its import job and staged data
 
 
 async def add_tag(rt: Runtime, ctx: RequestContext, image_id: str, tag: str) -> None:

@@ -1,12 +1,13 @@
 """The long-lived parts of a running server, opened and closed together.
 
 ``open_runtime`` is entered inside the server's nursery: the registry's engine and its
-worker-thread limiter, the stores, the transfer limiter and (later) the periodic jobs all
-live exactly as long as that block.
+worker-thread limiter, the stores, the transfer limiter, the import jobs and the periodic
+jobs (the stage reaper) all live exactly as long as that block.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -16,7 +17,12 @@ import trio
 
 from streamd.config import Settings
 from streamd.io import Store
+from streamd.io.staging import StagingArea
 from streamd.registry import ImageRegistry, MemberRegistry, ensure_current, make_engine
+from streamd.registry.tasks import TaskRegistry
+from streamd.service.imports import recover_interrupted_imports
+from streamd.service.jobs import ImageJobs
+from streamd.service.staging import run_stage_reaper
 from streamd.service.stores import open_store
 from streamd.service.transfers import TransferSlots, recover_interrupted_uploads
 
@@ -35,6 +41,10 @@ class Runtime:
     io_limiter: trio.CapacityLimiter
     transfers: TransferSlots
     members: MemberRegistry
+    # interoperable import: staged data, the import tasks, and the jobs running on images
+    staging: StagingArea
+    tasks: TaskRegistry
+    jobs: ImageJobs
 
     async def db(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         """Run one registry call in a worker thread, at most ``db_threads`` at a time."""
@@ -44,7 +54,11 @@ class Runtime:
 
 
 @asynccontextmanager
-async def open_runtime(settings: Settings, nursery: trio.Nursery) -> AsyncIterator[Runtime]:
+async def open_runtime(
+    settings: Settings, nursery: trio.Nursery, *, clock: Callable[[], float] = time.time
+) -> AsyncIterator[Runtime]:
+    """The runtime of a server whose nursery is ``nursery``; ``clock`` is the wall clock
+    of its periodic jobs (tests pass their own)."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     engine = make_engine(settings.registry_url)
     try:
@@ -62,8 +76,18 @@ async def open_runtime(settings: Settings, nursery: trio.Nursery) -> AsyncIterat
             io_limiter=io_limiter,
             transfers=TransferSlots(settings.max_transfers),
             members=MemberRegistry(engine),
+            staging=await trio.to_thread.run_sync(
+                lambda: StagingArea(settings.staging_dir, limiter=io_limiter,
+                                    read_chunk=settings.chunk_size)),
+            tasks=TaskRegistry(engine),
+            jobs=ImageJobs(),
         )
         await recover_interrupted_uploads(rt)
-        yield rt
+        await recover_interrupted_imports(rt)
+        nursery.start_soon(lambda: run_stage_reaper(rt, clock=clock))
+        try:
+            yield rt
+        finally:
+            await rt.jobs.drain()  # before the engine goes: a cancelled job updates the registry
     finally:
         engine.dispose()

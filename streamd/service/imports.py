@@ -1,0 +1,448 @@
+"""Image import (``POST /v2/images/{id}/import``): glance-direct, web-download, copy-image.
+
+As Glance: the request is checked (method, image status, formats, stores, the URI's
+filters) before anything changes; then a task (``api_image_import``) is created, the image
+becomes ``importing`` with ``os_glance_import_task``, ``os_glance_importing_to_stores`` and
+an empty ``os_glance_failed_import``, and the caller gets 202. The import itself runs as a
+job in the server's nursery (``streamd.service.jobs``) and ends either ``active`` (the
+properties cleared, the task ``success``) or, failed, back in ``uploading`` when staged data
+remains (glance-direct can be retried at once) or ``queued`` (web-download), with
+``os_glance_failed_import`` naming the store and the task ``failure`` with the reason.
+
+- glance-direct: the complete stage becomes the store's object (a hard link on one file
+  system, else a copy checked against its xxh3), with the digests computed while staging.
+- web-download: the URI is fetched (``streamd.io.web_download``: SSRF filters on every hop)
+  straight through the upload pipeline into the store, capped at ``image_size_cap``.
+- copy-image: copies an active image to more stores. With one store there is nowhere to
+  copy to, so it is not offered (``enabled_methods``) and, if enabled anyway, refused as
+  Glance refuses a copy to a store that has the image.
+
+A crash during an import is repaired at start-up (``recover_interrupted_imports``):
+``importing`` images go back to ``uploading`` if their stage is there, else ``queued``, and
+unfinished tasks are marked failed. As for uploads, only with the embedded database: with
+a shared one, another node's imports would be reset too.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import trio
+
+from streamd import policy
+from streamd.config import Settings
+from streamd.context import RequestContext
+from streamd.errors import BadRequest, Conflict, Forbidden, NotFound, StreamdError
+from streamd.io import SizeCapExceeded, StoredObject, store_stream
+from streamd.io.web_download import SourceUnavailable, UriFilter, UriRefused, open_web_source
+from streamd.registry import Filter, ImageQuery, ImageRecord, Viewer
+from streamd.registry.tasks import UNFINISHED, TaskRecord
+from streamd.service import quotas
+from streamd.service.access import visible_image
+from streamd.units import MiB
+
+if TYPE_CHECKING:  # runtime imports this module
+    from streamd.service.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+TASK_TYPE = "api_image_import"
+TASK_TIME_TO_LIVE = dt.timedelta(hours=48)  # Glance's task_time_to_live
+IMPORT_TASK = "os_glance_import_task"
+IMPORTING_TO = "os_glance_importing_to_stores"
+FAILED_IMPORT = "os_glance_failed_import"
+# which image statuses each method imports into (Glance's rules and messages)
+_FROM_STATUS = {"glance-direct": "uploading", "web-download": "queued"}
+_RECOVERY_PAGE = 500  # importing images reset per registry query at start-up
+INTERRUPTED = "The server stopped during the import; retry the import."
+
+
+def store_names(rt: Runtime) -> list[str]:
+    return [rt.store.name]
+
+
+def enabled_methods(rt: Runtime) -> list[str]:
+    """The import methods offered: ``enabled_import_methods``, copy-image only when there
+    is more than one store to copy between."""
+    many = len(store_names(rt)) > 1
+    return [m for m in rt.settings.enabled_import_methods if m != "copy-image" or many]
+
+
+def uri_filter(settings: Settings) -> UriFilter:
+    return UriFilter(
+        allowed_schemes=settings.web_download_allowed_schemes,
+        allowed_hosts=settings.web_download_allowed_hosts,
+        disallowed_hosts=settings.web_download_disallowed_hosts,
+        allowed_ports=settings.web_download_allowed_ports,
+        private_hosts=settings.web_download_private_hosts,
+    )
+
+
+@dataclass(frozen=True)
+class ImportRequest:
+    """A checked import request body."""
+
+    method: str
+    uri: str | None
+    stores: list[str] | None
+    all_stores: bool
+    body: Mapping[str, Any]
+
+
+def parse_import(body: Any, enabled: list[str]) -> ImportRequest:
+    """The import request, or 400 with Glance's words for what is wrong with it."""
+    if not isinstance(body, Mapping):
+        raise BadRequest('The import request must be a JSON object, e.g. {"method": {"name": '
+                         '"glance-direct"}}.')
+    method = body.get("method")
+    if method is None:
+        raise BadRequest("Import request requires a 'method' field.")
+    if not isinstance(method, Mapping) or "name" not in method:
+        raise BadRequest("Import request requires a 'name' field.")
+    name = method["name"]
+    if name not in enabled:
+        raise BadRequest(f"Unknown import method name '{name}'. This cloud offers: "
+                         f"{', '.join(enabled) or 'none'}.")
+    for flag in ("all_stores_must_succeed", "all_stores"):
+        if not isinstance(body.get(flag, False), bool):
+            raise BadRequest(f"'{flag}' must be boolean value only")
+    stores = body.get("stores")
+    if stores is not None and (not isinstance(stores, list)
+                               or not all(isinstance(s, str) for s in stores)):
+        raise BadRequest("'stores' must be a list of store identifiers.")
+    if "uri" in method and name != "web-download":
+        raise BadRequest('URI is only supported with method: "web-download"')
+    return ImportRequest(method=name, uri=method.get("uri"), stores=stores,
+                         all_stores=body.get("all_stores", False), body=body)
+
+
+def _stores(rt: Runtime, request: ImportRequest, store_header: str | None) -> list[str]:
+    """The stores to import into, as Glance reads them from the body and the
+    ``X-Image-Meta-Store`` header; 409 for one that does not exist."""
+    known = store_names(rt)
+    if request.all_stores:
+        if request.stores is not None or store_header is not None:
+            raise BadRequest("All_stores parameter can't be used with x-image-meta-store "
+                             "header or stores parameter")
+        return list(known)
+    if request.stores is not None:
+        if store_header is not None:
+            raise BadRequest("Stores parameter and x-image-meta-store header can't be both "
+                             "specified")
+        stores = request.stores
+    else:
+        stores = [store_header or known[0]]
+    for store in stores:
+        if store not in known:
+            raise Conflict(f"Store for identifier {store} not found")
+    return stores
+
+
+async def start_import(
+    rt: Runtime, ctx: RequestContext, image_id: str, body: Any, *,
+    store_header: str | None = None,
+) -> TaskRecord | None:
+    """Check an import request, start its job, and return its task (None: nothing to do)."""
+    request = parse_import(body, enabled_methods(rt))
+    method = request.method
+    image = await visible_image(rt, ctx, image_id)
+    if image.status == "active" and method != "copy-image":
+        raise Conflict("Image with status active cannot be target for import")
+    if image.status != "active" and method == "copy-image":
+        raise Conflict("Only images with status active can be targeted for copying")
+    if method == "web-download" and image.status != "queued":
+        raise Conflict(f"Image needs to be in 'queued' state to use '{method}' method")
+    if method == "glance-direct" and image.status != "uploading":
+        raise Conflict("Image needs to be staged before 'glance-direct' method can be used")
+    for name in ("container_format", "disk_format"):
+        if not getattr(image, name):
+            raise Conflict(f"'{name}' needs to be set before import")
+    if method == "copy-image":
+        if not ctx.is_admin:  # Glance's default copy_image policy: role:admin
+            raise Forbidden("You are not authorized to complete copy_image action.")
+    else:
+        policy.ensure_modifiable(ctx, image, "import data into")
+    stores = _stores(rt, request, store_header)
+    if method == "copy-image":
+        return _copy_image(image, stores, request.all_stores)
+    if method == "web-download":
+        await _check_uri(rt, request.uri)
+    await _ensure_quota(rt, image)
+    with rt.jobs.reserve(image_id, "import") as reservation:
+        if method == "glance-direct":
+            stage = await rt.staging.stage(image_id)
+            if stage is None or not stage.complete:
+                staged = 0 if stage is None else stage.size
+                of = "" if stage is None or stage.total is None else f" of {stage.total}"
+                raise Conflict(
+                    f"Image needs to be staged before 'glance-direct' method can be used: "
+                    f"{staged}{of} bytes are staged. Finish the stage (HEAD …/stage tells "
+                    "the offset to resume from) and import again."
+                )
+        task_id = str(uuid.uuid4())
+        try:
+            await rt.db(rt.registry.update, image_id, {"status": "importing"},
+                        {IMPORT_TASK: task_id, IMPORTING_TO: ",".join(stores),
+                         FAILED_IMPORT: ""}, expected_status=[_FROM_STATUS[method]])
+        except Conflict:
+            raise Conflict(f"New operation on image '{image_id}' is not permitted as prior "
+                           "operation is still in progress") from None
+        job = _Job(image_id=image_id, task_id=task_id, method=method, uri=request.uri,
+                   stores=stores, owner=image.owner)
+        try:
+            task = await rt.db(
+                rt.tasks.create, TASK_TYPE, owner=ctx.project_id, image_id=image_id,
+                user_id=ctx.user_id, task_id=task_id,
+                input={"image_id": image_id, "import_req": dict(request.body),
+                       "backend": stores},
+            )
+        except BaseException as exc:
+            with trio.CancelScope(shield=True):
+                await _put_back(rt, job, exc)
+            raise
+        reservation.start(rt.nursery, lambda: _run(rt, job))
+    log.info("IMPORT image=%s method=%s task=%s stores=%s", image_id, method, task_id,
+             ",".join(stores))
+    return task
+
+
+def _copy_image(image: ImageRecord, stores: list[str], all_stores: bool) -> None:
+    """copy-image with the stores there are: each one already holds the image."""
+    if all_stores:
+        remaining = [s for s in stores if s != image.store]
+        if not remaining:
+            return None  # Glance: 202, the image is in every store already
+    else:
+        for store in stores:
+            if store == image.store:
+                raise BadRequest(f"Image is already present at store '{store}'")
+    raise BadRequest("copy-image needs a second store to copy to; this cloud has one.")
+
+
+async def _ensure_quota(rt: Runtime, image: ImageRecord) -> None:
+    """413 when the owner is past ``quota_image_size_total`` (a staged image's size counts
+    already), or at it for a web-download, whose bytes all come on top."""
+    limit = rt.settings.quota_image_size_total
+    if limit is None or image.owner is None:
+        return
+    used = (await quotas.usage_of(rt, image.owner)).image_size_total
+    if used > limit or (used == limit and image.size is None):
+        raise quotas.size_quota_exceeded(rt, image.owner, max(0, limit - used))
+
+
+async def _check_uri(rt: Runtime, uri: str | None) -> None:
+    """400 for a URI the filters refuse, its host's addresses included (every hop is
+    checked again when the job fetches it)."""
+    refused = f"URI for web-download does not pass filtering: {uri}"
+    uri_rules = uri_filter(rt.settings)
+    try:
+        url = uri_rules.check(uri)
+        await uri_rules.address_for(url)
+    except UriRefused as exc:
+        raise BadRequest(f"{refused}: {exc.message}") from None
+    except SourceUnavailable:
+        pass  # does not resolve now: the job will say so if it still does not
+
+
+# -- the job -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Job:
+    image_id: str
+    task_id: str
+    method: str
+    uri: str | None
+    stores: list[str]
+    owner: str | None
+
+
+async def _run(rt: Runtime, job: _Job) -> None:
+    """Import, then record the result; on any failure put the image back (never raises
+    but for cancellation, which also puts the image back)."""
+    stored: StoredObject | None = None
+    try:
+        await rt.db(rt.tasks.change, job.task_id, ["pending"], "processing")
+        if job.method == "glance-direct":
+            stored, values = await _move_stage(rt, job)
+        else:
+            stored, values = await _download(rt, job)
+        await rt.db(rt.registry.update, job.image_id, {**values, "status": "active"},
+                    {IMPORTING_TO: "", FAILED_IMPORT: ""}, [IMPORT_TASK],
+                    expected_status=["importing"])
+    except BaseException as exc:
+        with trio.CancelScope(shield=True):
+            if stored is not None:
+                await _delete_quietly(rt, stored.location)
+            await _put_back(rt, job, exc)
+        if not isinstance(exc, Exception):
+            raise  # a cancellation: the job's scope (or the nursery) takes it
+        return
+    size = values["size"]
+    log.info("IMPORTED image=%s method=%s size=%d task=%s", job.image_id, job.method, size,
+             job.task_id)
+    try:
+        if job.method == "glance-direct":
+            await rt.staging.discard(job.image_id)
+        await rt.db(rt.tasks.change, job.task_id, UNFINISHED, "success",
+                    message=f"Copied {size // MiB} MiB", result={"image_id": job.image_id},
+                    expires_at=rt.tasks.clock() + TASK_TIME_TO_LIVE)
+    except Exception:
+        log.exception("image %s is active but its import task %s could not be closed",
+                      job.image_id, job.task_id)
+
+
+async def _move_stage(rt: Runtime, job: _Job) -> tuple[StoredObject, dict[str, Any]]:
+    stage = await rt.staging.stage(job.image_id)
+    if stage is None or stage.digests is None:
+        raise Conflict(f"The staged data of image {job.image_id} is gone or incomplete; "
+                       "stage it again")
+    stored = await rt.staging.move_into(rt.store, job.image_id, stage.digests)
+    digests = stage.digests
+    return stored, {
+        "size": stage.size, "checksum": digests.checksum,
+        "os_hash_algo": digests.os_hash_algo, "os_hash_value": digests.os_hash_value,
+        "xxh3": digests.xxh3, "location": stored.location, "store": rt.store.name,
+    }
+
+
+async def _download(rt: Runtime, job: _Job) -> tuple[StoredObject, dict[str, Any]]:
+    settings = rt.settings
+    assert job.uri is not None
+    quota_left = await quotas.remaining_bytes(rt, job.owner)
+    size_cap = settings.image_size_cap
+    if quota_left is not None and quota_left < size_cap:
+        size_cap = quota_left
+    async with open_web_source(job.uri, uri_filter(settings),
+                               max_redirects=settings.web_download_max_redirects,
+                               read_timeout=settings.upload_idle_timeout) as source:
+        try:
+            result = await store_stream(
+                source,
+                rt.store,
+                key=job.image_id,
+                os_hash_algo=settings.os_hash_algo,
+                chunk_size=settings.chunk_size,
+                queue_depth=settings.queue_depth,
+                size_cap=size_cap,
+                expected_size=source.content_length,
+                limiter=rt.io_limiter,
+            )
+        except SizeCapExceeded:
+            if quota_left is not None and size_cap == quota_left < settings.image_size_cap:
+                raise quotas.size_quota_exceeded(rt, job.owner, quota_left,
+                                                 source.content_length) from None
+            raise
+    return StoredObject(result.location, result.size), {
+        "size": result.size, "checksum": result.checksum, "os_hash_algo": result.os_hash_algo,
+        "os_hash_value": result.os_hash_value, "xxh3": result.xxh3,
+        "location": result.location, "store": rt.store.name,
+    }
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, StreamdError):
+        return exc.message
+    if isinstance(exc, Exception):
+        return "The import failed because of an internal error; see the server log."
+    return "The import was interrupted (the server is stopping, or the image was deleted)."
+
+
+async def _put_back(rt: Runtime, job: _Job, exc: BaseException) -> None:
+    """After a failed import: the image to ``uploading`` (stage still there) or ``queued``,
+    ``os_glance_failed_import`` set, and the task failed with the reason. Never raises."""
+    reason = _reason(exc)
+    if isinstance(exc, Exception) and not isinstance(exc, StreamdError):
+        log.error("import of image %s (task %s) failed", job.image_id, job.task_id,
+                  exc_info=exc)
+    else:
+        log.warning("IMPORT FAILED image=%s task=%s: %s", job.image_id, job.task_id, reason)
+    try:
+        await _revert_image(rt, job.image_id, ",".join(job.stores),
+                            keep_stage=job.method == "glance-direct")
+    except Exception:
+        log.exception("could not put image %s back after its import failed", job.image_id)
+    try:
+        await rt.db(rt.tasks.change, job.task_id, UNFINISHED, "failure", message=reason,
+                    expires_at=rt.tasks.clock() + TASK_TIME_TO_LIVE)
+    except (NotFound, Conflict):
+        pass  # not created yet, or already closed
+    except Exception:
+        log.exception("could not mark import task %s failed", job.task_id)
+
+
+async def _revert_image(rt: Runtime, image_id: str, stores: str, *, keep_stage: bool) -> None:
+    """``importing`` back to ``uploading`` if ``keep_stage`` and a stage is there (it can be
+    imported again), else to ``queued``."""
+    staged = await rt.staging.stage(image_id) if keep_stage else None
+    values: dict[str, Any] = {"status": "uploading" if staged is not None else "queued"}
+    if staged is None or not staged.complete:
+        values["size"] = None
+    try:
+        await rt.db(rt.registry.update, image_id, values,
+                    {IMPORTING_TO: "", FAILED_IMPORT: stores}, [IMPORT_TASK],
+                    expected_status=["importing"])
+    except (NotFound, Conflict):
+        pass  # deleted meanwhile, or no longer importing
+
+
+async def _delete_quietly(rt: Runtime, location: str) -> None:
+    try:
+        await rt.store.delete(location)
+    except Exception:
+        log.exception("could not remove the data of a failed import at %s", location)
+
+
+# -- image deletion and start-up ---------------------------------------------------------------
+
+
+async def forget_image(rt: Runtime, image: ImageRecord) -> None:
+    """Stop an import into ``image`` and remove its stage: the image is being deleted.
+
+    Runs after the upload/stage into it was cancelled (``transfers.delete_data``). An import
+    that completed while being stopped left data the caller's ``image`` does not know of:
+    it is removed here.
+    """
+    await rt.jobs.stop(image.id)
+    await rt.staging.discard(image.id)
+    try:
+        current = await rt.db(rt.registry.get, image.id)
+    except NotFound:
+        return
+    if current.location and current.location != image.location:
+        await rt.store.delete(current.location)
+
+
+async def recover_interrupted_imports(rt: Runtime) -> int:
+    """Put images left ``importing`` by a crash back where an import can be retried, and
+    mark unfinished tasks failed; return how many images were reset.
+
+    Only safe while no import can be running, i.e. at start-up, and only with the embedded
+    database (see the module docstring).
+    """
+    if not rt.settings.uses_embedded_db:
+        return 0
+    await rt.staging.reap_temp_files()
+    viewer = Viewer(project_id=None, is_admin=True)
+    filters = (Filter("status", "eq", "importing"), Filter("os_hidden", "in", (True, False)))
+    reset = 0
+    while True:
+        stuck = await rt.db(rt.registry.list,
+                            ImageQuery(viewer=viewer, filters=filters, limit=_RECOVERY_PAGE))
+        for image in stuck:
+            await _revert_image(rt, image.id, image.properties.get(IMPORTING_TO, ""),
+                                keep_stage=True)
+            reset += 1
+        if len(stuck) < _RECOVERY_PAGE:
+            break
+    failed = await rt.db(rt.tasks.fail_unfinished, INTERRUPTED,
+                         rt.tasks.clock() + TASK_TIME_TO_LIVE)
+    if reset or failed:
+        log.warning("reset %d image(s) left importing by a crash; marked %d task(s) failed",
+                    reset, failed)
+    return reset

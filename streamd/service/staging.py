@@ -1,0 +1,286 @@
+"""Staging image data for an import: ``PUT`` and ``HEAD /v2/images/{id}/stage``.
+
+As Glance: the first stage into a ``queued`` image makes it ``uploading``; the data goes to
+the staging area (``streamd.io.staging``) through the same pipeline as an upload
+(``store_stream``), so md5, ``os_hash_algo`` and xxh3 are computed while it arrives; once
+all of it is there the image's ``size`` is set and ``POST …/import`` with ``glance-direct``
+moves it into the store. A complete stage cannot be staged again (409).
+
+Beyond Glance, a stage is resumable:
+
+- a request that is cut off (client gone, or silent for ``upload_idle_timeout``) keeps what
+  arrived; the image stays ``uploading`` and cannot be imported until the rest is staged;
+- ``HEAD`` tells how much is staged (``StageProgress``);
+- ``PUT`` with ``Content-Range: bytes START-END/TOTAL`` appends from START, which must be
+  the staged size (else 416 naming it); a ``PUT`` without one into an incomplete stage
+  starts it again from byte 0;
+- stages left unchanged for ``stage_max_age`` seconds are removed by a periodic job and
+  their image queued again (``run_stage_reaper``).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import trio
+
+from streamd import policy
+from streamd.context import RequestContext
+from streamd.errors import BadRequest, Conflict, Gone, NotFound
+from streamd.io import ByteSource, SizeCapExceeded, store_stream
+from streamd.io.sources import ChainedSource, EndOnAbort
+from streamd.io.staging import Stage, StagedDigests, StageOffsetMismatch
+from streamd.registry import ImageRecord
+from streamd.service.access import visible_image
+
+if TYPE_CHECKING:  # runtime imports this module
+    from streamd.service.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+# seconds between passes of the reaper at most: a stage outlives stage_max_age by at most
+# this much, and a pass costs one directory scan
+REAP_INTERVAL = 600.0
+
+
+@dataclass(frozen=True)
+class ContentRange:
+    """``Content-Range: bytes START-END/TOTAL`` of a stage request (END inclusive)."""
+
+    start: int
+    end: int
+    total: int
+
+    @property
+    def length(self) -> int:
+        return self.end - self.start + 1
+
+
+@dataclass(frozen=True)
+class StageProgress:
+    """How much of an image is staged: ``staged`` bytes of ``total`` (None: not said)."""
+
+    staged: int
+    total: int | None
+    complete: bool
+
+
+def _progress(stage: Stage | None) -> StageProgress:
+    if stage is None:
+        return StageProgress(0, None, False)
+    return StageProgress(stage.size, stage.total, stage.complete)
+
+
+async def _stageable(rt: Runtime, ctx: RequestContext, image_id: str) -> ImageRecord:
+    record = await visible_image(rt, ctx, image_id)
+    policy.ensure_modifiable(ctx, record, "stage data for")
+    return record
+
+
+async def progress(rt: Runtime, ctx: RequestContext, image_id: str) -> StageProgress:
+    """What is staged for an image the caller may stage data for."""
+    await _stageable(rt, ctx, image_id)
+    return _progress(await rt.staging.stage(image_id))
+
+
+async def stage(
+    rt: Runtime,
+    ctx: RequestContext,
+    image_id: str,
+    source: ByteSource,
+    *,
+    size: int | None,
+    content_range: ContentRange | None = None,
+) -> StageProgress:
+    """Stage ``source`` (the whole image, or the ``content_range`` part of it).
+
+    ``size`` is the announced body length (Content-Length), None when chunked. Raises
+    NotFound, Forbidden, BadRequest, Conflict (another request or import holds the image, a
+    complete stage, a status that cannot be staged into), StageOffsetMismatch (416),
+    TooLarge (image_size_cap; the stage is then dropped and the image queued again),
+    Gone (deleted meanwhile), ServiceUnavailable, StoreFull; and the request body's
+    SourceAborted once what arrived is kept.
+    """
+    settings = rt.settings
+    record = await _stageable(rt, ctx, image_id)
+    if content_range is not None:
+        if size is not None and size != content_range.length:
+            raise BadRequest(
+                f"Content-Length {size} does not match Content-Range bytes "
+                f"{content_range.start}-{content_range.end}, which is {content_range.length} "
+                "bytes long."
+            )
+        start, total = content_range.start, content_range.total
+        body_cap: int | None = content_range.end + 1
+    else:
+        start, total, body_cap = 0, size, None
+    if total is not None and total > settings.image_size_cap:
+        raise SizeCapExceeded(
+            f"The incoming image is too large: {total} bytes announced, this cloud's limit "
+            f"(image_size_cap) is {settings.image_size_cap} bytes."
+        )
+    with rt.jobs.claim(image_id, "stage"):
+        current = await rt.staging.stage(image_id)
+        if record.status == "queued":
+            if start != 0:
+                raise StageOffsetMismatch(
+                    f"Nothing is staged for image {image_id}: start at offset 0, not {start}.",
+                    expected=0,
+                )
+            await rt.db(rt.registry.transition, image_id, "queued", "uploading")
+            if current is not None:  # left by an earlier stage of an image queued again
+                await rt.staging.discard(image_id)
+        elif record.status == "uploading":
+            if current is not None and current.complete:
+                raise Conflict(
+                    f"Image status transition from uploading to uploading is not allowed: all "
+                    f"{current.size} bytes of image {image_id} are staged. Import them "
+                    f"(POST /v2/images/{image_id}/import, glance-direct) or delete the image."
+                )
+            staged = current.size if current is not None else 0
+            if content_range is None:
+                if current is not None:  # a plain PUT starts an incomplete stage again
+                    await rt.staging.discard(image_id)
+            elif start != staged:
+                raise StageOffsetMismatch(
+                    f"{staged} bytes of image {image_id} are staged: resume at offset "
+                    f"{staged} (Content-Range: bytes {staged}-END/TOTAL), not at {start}.",
+                    expected=staged,
+                )
+            elif current is not None and current.total not in (None, total):
+                raise BadRequest(
+                    f"Content-Range says image {image_id} is {total} bytes long; its stage "
+                    f"was started as {current.total} bytes. Send the same total, or start "
+                    "again with a PUT without Content-Range."
+                )
+        else:
+            raise Conflict(
+                f"Image status transition from {record.status} to uploading is not allowed"
+            )
+        return await _stage_body(rt, image_id, source, start, total, body_cap)
+
+
+async def _stage_body(
+    rt: Runtime, image_id: str, source: ByteSource, start: int, total: int | None,
+    body_cap: int | None,
+) -> StageProgress:
+    settings = rt.settings
+    size_cap = settings.image_size_cap if body_cap is None else min(body_cap,
+                                                                     settings.image_size_cap)
+    body = EndOnAbort(source)
+    appender = rt.staging.appender(image_id, start)
+    with rt.transfers.slot(), rt.transfers.uploading(image_id) as scope:
+        try:
+            async with rt.staging.prefix(image_id, start) as prefix:
+                result = await store_stream(
+                    ChainedSource(prefix, body),
+                    appender,
+                    key=image_id,
+                    os_hash_algo=settings.os_hash_algo,
+                    chunk_size=settings.chunk_size,
+                    queue_depth=settings.queue_depth,
+                    size_cap=size_cap,
+                    limiter=rt.io_limiter,
+                )
+        except SizeCapExceeded:
+            with trio.CancelScope(shield=True):
+                if body_cap is not None and body_cap <= settings.image_size_cap:
+                    await rt.staging.record(image_id, total=total)
+                    raise BadRequest(
+                        f"The body is longer than its Content-Range says; {appender.end} bytes "
+                        f"are staged: resume at offset {appender.end}."
+                    ) from None
+                await _drop(rt, image_id)
+            raise
+        except BaseException:
+            with trio.CancelScope(shield=True):
+                if not scope.cancel_called:  # cancelled: the image is being deleted
+                    await rt.staging.record(image_id, total=total)
+            raise
+        staged = appender.end
+        complete = body.aborted is None and (total is None or staged == total)
+        if complete:
+            digests = StagedDigests(checksum=result.checksum, os_hash_algo=result.os_hash_algo,
+                                    os_hash_value=result.os_hash_value, xxh3=result.xxh3)
+            await rt.staging.record(image_id, total=staged, digests=digests)
+            try:
+                await rt.db(rt.registry.update, image_id, {"size": staged},
+                            expected_status=["uploading"])
+            except NotFound:
+                raise _deleted_during_stage(image_id) from None
+        else:
+            await rt.staging.record(image_id, total=total)
+    if scope.cancelled_caught:
+        raise _deleted_during_stage(image_id)
+    log.info("STAGE image=%s offset=%d staged=%d total=%s%s", image_id, start, staged, total,
+             " complete" if complete else "")
+    if body.aborted is not None:
+        raise body.aborted  # what arrived is kept; the client (if still there) hears why
+    return StageProgress(staged, staged if complete else total, complete)
+
+
+def _deleted_during_stage(image_id: str) -> Gone:
+    return Gone(f"Image {image_id} could not be found after staging. The image may have been "
+                "deleted meanwhile; the data staged has been removed.")
+
+
+async def _drop(rt: Runtime, image_id: str) -> None:
+    """Remove the stage and put the image back to ``queued`` (it was ``uploading``)."""
+    await rt.staging.discard(image_id)
+    try:
+        await rt.db(rt.registry.transition, image_id, "uploading", "queued", {"size": None})
+    except (NotFound, Conflict):
+        pass
+
+
+# -- reaping ----------------------------------------------------------------------------------
+
+
+def reap_interval(rt: Runtime) -> float:
+    return min(REAP_INTERVAL, rt.settings.stage_max_age / 2)
+
+
+async def reap_stale_stages(rt: Runtime, *, now: float) -> int:
+    """Remove stages unchanged for ``stage_max_age`` seconds at ``now``; return how many.
+
+    Their images go back to ``queued``. A stage being written or imported in this process
+    is left alone, and so is an image ``importing`` elsewhere.
+    """
+    reaped = 0
+    for image_id in await rt.staging.stale(older_than=rt.settings.stage_max_age, now=now):
+        if rt.jobs.busy(image_id):
+            continue
+        with rt.jobs.claim(image_id, "stage reaping"):
+            try:
+                await rt.db(rt.registry.transition, image_id, "uploading", "queued",
+                            {"size": None})
+            except NotFound:
+                pass  # the image is gone: its stage is an orphan
+            except Conflict:
+                if (await rt.db(rt.registry.get, image_id)).status == "importing":
+                    continue
+            await rt.staging.discard(image_id)
+            reaped += 1
+    if reaped:
+        log.warning("removed %d stage(s) unchanged for more than %gs (stage_max_age); their "
+                    "images are queued again", reaped, rt.settings.stage_max_age)
+    return reaped
+
+
+async def run_stage_reaper(rt: Runtime, *, clock: Callable[[], float] = time.time) -> None:
+    """Reap stale stages every ``reap_interval`` seconds, for as long as the server runs.
+
+    ``clock`` is the wall clock that file times are compared with; tests pass their own,
+    with trio's ``MockClock`` driving the waits.
+    """
+    interval = reap_interval(rt)
+    while True:
+        await trio.sleep(interval)
+        try:
+            await reap_stale_stages(rt, now=clock())
+        except Exception:
+            log.exception("reaping stale stages failed; next try in %gs", interval)
