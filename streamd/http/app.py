@@ -17,7 +17,7 @@ from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
 
 from streamd.auth import Authenticator, make_authenticator
-from streamd.http import images, info, members, schemas, versions
+from streamd.http import images, imports, info, members, schemas, tasks, versions
 from streamd.http.context import AUTH_KEY, RUNTIME_KEY, authenticate_request
 from streamd.http.errors import describe, error_body
 from streamd.service.runtime import Runtime
@@ -50,7 +50,7 @@ def create_quart_app(rt: Runtime, authenticator: Authenticator) -> QuartTrio:
     app.config["PROPAGATE_EXCEPTIONS"] = False
     app.config["RESPONSE_TIMEOUT"] = rt.settings.response_timeout  # metadata routes only
     app.json.sort_keys = False  # type: ignore[attr-defined]
-    for bp in (versions.bp, schemas.bp, images.bp, members.bp, info.bp):
+    for bp in (versions.bp, schemas.bp, images.bp, members.bp, info.bp, imports.bp, tasks.bp):
         app.register_blueprint(bp)
 
     @app.errorhandler(HTTPException)
@@ -81,6 +81,7 @@ def create_app(rt: Runtime, authenticator: Authenticator | None = None) -> ASGIA
     quart_app = create_quart_app(rt, authenticator)
     try:
         import streamd.http.data  # noqa: F401  (registers DATA_ROUTES)
+        import streamd.http.staging  # noqa: F401
     except ModuleNotFoundError as e:
         if e.name != "streamd.http.data":
             raise

@@ -17,7 +17,7 @@ from streamd.errors import UnsupportedMediaType
 from streamd.http.bodies import json_response, no_content, parse_json
 from streamd.http.context import context, runtime
 from streamd.http.image_view import image_view, images_view
-from streamd.service import images
+from streamd.service import images, imports
 from streamd.service.image_patch import MEDIA_TYPES
 
 bp = Blueprint("images", __name__)
@@ -38,7 +38,11 @@ def _parse_json(data: bytes) -> Any:
 async def create() -> Response:
     image = await images.create_image(runtime(), context(), await _json_body())
     location = f"{request.host_url.rstrip('/')}/v2/images/{image.id}"
-    return json_response(image_view(image), 201, {"Location": location})
+    headers = {"Location": location}
+    methods = imports.enabled_methods(runtime())
+    if methods:  # as Glance, which announces how the new image's data may be imported
+        headers["OpenStack-image-import-methods"] = ",".join(methods)
+    return json_response(image_view(image), 201, headers)
 
 
 @bp.get("/v2/images")
