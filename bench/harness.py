@@ -57,6 +57,8 @@ def run(opts: Options, argv: list[str]) -> Path:
     started = datetime.datetime.now(datetime.UTC)
     t_start = time.monotonic()
     session = f"bench-{secrets.token_hex(3)}"
+    # at the start: the code the servers run, the file system their data dirs are on
+    machine = describe(opts.tmp_dir or Path(tempfile.gettempdir()))
     tmp = Path(tempfile.mkdtemp(prefix="streamd-bench-", dir=opts.tmp_dir))
     figures = Figures()
     notes: list[str] = []
@@ -140,7 +142,7 @@ def run(opts: Options, argv: list[str]) -> Path:
         "options": {**{k: v for k, v in asdict(opts).items()
                        if k not in ("out", "skip", "tmp_dir", "python")},
                     "size_mib": opts.size / MiB, "skip": sorted(opts.skip)},
-        "machine": describe(Path(tempfile.gettempdir())),
+        "machine": machine,
         "targets": {t.name: t.url for t in targets},
     }
     doc = report.build(meta, figures, notes)
