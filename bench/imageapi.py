@@ -97,12 +97,15 @@ class ImageApi:
         doc = resp.json()
         return list(doc["images"]), doc.get("next"), resp
 
-    async def list_all_ids(self, limit: int = 1000, owner: str | None = None) -> list[str]:
-        """Every listed image id, following ``next``; only those of ``owner`` when given."""
-        ids: list[str] = []
+    async def list_all(self, limit: int = 1000, owner: str | None = None) -> list[dict[str, Any]]:
+        """Every listed image, following ``next``; only those of ``owner`` when given."""
+        out: list[dict[str, Any]] = []
         path: str | None = f"/v2/images?limit={limit}"
         while path:
             images, path, _ = await self.list_page(path)
-            ids += [i["id"] for i in images if (owner is None or i.get("owner") == owner)
-                    and i.get("status") != "deleted"]  # Glance lists a half-deleted image
-        return ids
+            out += [i for i in images if owner is None or i.get("owner") == owner]
+        return out
+
+    async def list_all_ids(self, limit: int = 1000, owner: str | None = None) -> list[str]:
+        """The ids of :meth:`list_all` but those Glance lists after a half-failed delete."""
+        return [i["id"] for i in await self.list_all(limit, owner) if i["status"] != "deleted"]

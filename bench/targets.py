@@ -38,6 +38,9 @@ class Target:
     uploads_only: bool = False  # a variant that differs only on the upload path
     os_hash_algo: str | None = None  # what uploads must report; None: not checked
     purge_cache: bool = False  # DELETE /v2/cache/{id} (as admin) before deleting an image
+    # clients at once for creates/deletes that are not measured (Glance on SQLite half-fails
+    # concurrent deletes: the status becomes "deleted" but the image stays listed)
+    setup_concurrency: int = 8
     notes: list[str] = field(default_factory=list)
 
     def headers(self, project: str) -> dict[str, str]:
@@ -159,6 +162,7 @@ def glance_target(url: str) -> Target:
         extra_headers={"X-Identity-Status": "Confirmed"},
         os_hash_algo="sha512",
         purge_cache=True,
+        setup_concurrency=1,
     )
     pid = glance_pid()
     port = urlsplit(t.url).port or 80
