@@ -416,16 +416,6 @@ class HttpClient:
         self._idle.clear()
 
 
-async def file_sink(path: str) -> tuple[Sink, Callable[[], Awaitable[None]]]:
-    """A sink that writes to ``path`` with aiofiles, and the coroutine that closes it."""
-    f = await aiofiles.open(path, "wb")
-
-    async def write(piece: memoryview) -> None:
-        await f.write(piece)
-
-    return write, f.close
-
-
 async def gather_all(coros: list[Coroutine[Any, Any, T]]) -> list[T]:
     """Run ``coros`` at once; results in order. The first failure cancels the others (their
     connections are closed, so no server is left waiting for a body) and is raised itself."""

@@ -109,13 +109,3 @@ class TreeSampler:
             w.cpu_seconds = self._cpu_total() - cpu0
             with self._lock:
                 w.peak_rss = self._peak
-
-    def current_rss(self) -> int:
-        """The tree's RSS now, in bytes."""
-        total = 0
-        for p in self._tree():
-            try:
-                total += p.memory_info().rss
-            except psutil.Error:
-                pass
-        return total

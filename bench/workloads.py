@@ -449,13 +449,3 @@ def cleanup_paged_images(target: Target, session: str) -> int:
             return deleted
         finally:
             client.close()
-
-
-def transfer_figure_names(plan: Plan) -> list[str]:
-    """The throughput figures a full plan produces, in report order (for tables and charts)."""
-    names = [f"upload.{k}.c1" for k in plan.inputs]
-    names += [f"upload.random.c{c}" for c in plan.concurrency if c > 1]
-    names += [f"download.{k}.c1" for k in plan.inputs if k != "qcow2"]
-    names += [f"download.random.c{c}" for c in plan.concurrency if c > 1]
-    return names
-
