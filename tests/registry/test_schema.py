@@ -135,3 +135,26 @@ def test_newer_revision_is_refused_with_its_own_reason(empty: sa.Engine) -> None
         conn.exec_driver_sql("UPDATE alembic_version SET version_num = 'f00d'")
     with pytest.raises(SchemaOutOfDate, match="newer streamd"):
         ensure_current(empty, migrate=False)
+
+
+def test_head_constant_is_the_migrations_head() -> None:
+    from streamd.registry.schema import HEAD
+
+    assert HEAD == head_revision()
+
+
+def test_up_to_date_start_does_not_load_alembic(tmp_path) -> None:  # noqa: ANN001
+    """alembic costs ~10 MiB of server RSS; a start on a current schema must not import it."""
+    import subprocess
+    import sys
+
+    url = f"sqlite:///{tmp_path / 'r.sqlite'}"
+    upgrade(make_engine(url))
+    code = (
+        "import sys\n"
+        "from streamd.registry import ensure_current, make_engine\n"
+        f"ensure_current(make_engine({url!r}), migrate=True)\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] == 'alembic'))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
