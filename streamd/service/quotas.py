@@ -3,7 +3,8 @@
 Each limit is a setting (``quota_image_count``, ``quota_image_size_total``,
 ``quota_image_stage_total``; unset means unlimited) that applies to every project, counted
 over the images the project owns. Exceeding one answers 413 with a message that names the
-quota. The image count is checked when an image is created; the bytes when data is
+quota. The image count is checked when an image is created; the staged bytes when data is
+staged (as the stored bytes, over what the staging area holds); the bytes when data is
 uploaded: before any data is accepted (a project already at its limit, or a
 Content-Length past what is left) and during the upload, whose size cap becomes
 ``min(image_size_cap, what is left)``.
@@ -22,13 +23,14 @@ from typing import TYPE_CHECKING
 
 from streamd.context import RequestContext
 from streamd.errors import TooLarge
-from streamd.registry import Usage, project_usage
+from streamd.registry import Filter, ImageQuery, Usage, Viewer, project_usage
 from streamd.units import MiB
 
 if TYPE_CHECKING:  # runtime imports transfers, which imports this module
     from streamd.service.runtime import Runtime
 
 UNLIMITED = -1  # Keystone's unified limits write "no limit" so
+STAGING_STATUSES = ("uploading", "importing")  # statuses of an image that may hold a stage
 
 
 class QuotaExceeded(TooLarge):
@@ -67,6 +69,43 @@ async def remaining_bytes(rt: Runtime, owner: str | None) -> int | None:
     return max(0, limit - (await usage_of(rt, owner)).image_size_total)
 
 
+async def staged_bytes(rt: Runtime, owner: str) -> int:
+    """Bytes staged for import by ``owner``'s images (complete and partial stages alike).
+
+    The staging area, not the registry, knows how much a partial stage holds; the registry
+    says which images may have one (``uploading`` or ``importing``).
+    """
+    query = ImageQuery(
+        viewer=Viewer(project_id=None, is_admin=True),
+        filters=(Filter("owner", "eq", owner), Filter("status", "in", STAGING_STATUSES),
+                 Filter("os_hidden", "in", (True, False))),
+        limit=rt.settings.api_limit_max,
+    )
+    total = 0
+    for record in await rt.db(rt.registry.list, query):
+        stage = await rt.staging.stage(record.id)
+        total += stage.size if stage is not None else 0
+    return total
+
+
+async def remaining_stage_bytes(rt: Runtime, owner: str | None) -> int | None:
+    """Bytes ``owner`` may still stage under ``quota_image_stage_total``; None: no limit."""
+    limit = rt.settings.quota_image_stage_total
+    if limit is None or owner is None:
+        return None
+    return max(0, limit - await staged_bytes(rt, owner))
+
+
+def stage_quota_exceeded(rt: Runtime, owner: str | None, remaining: int) -> QuotaExceeded:
+    limit = rt.settings.quota_image_stage_total
+    return QuotaExceeded(
+        f"Project {owner} is over a limit for image_stage_total (quota_image_stage_total): "
+        f"its stages hold {(limit or 0) - remaining} of its {limit} bytes, and this stage "
+        f"does not fit in the {remaining} bytes left. Import or delete staged images, or ask "
+        "an admin to raise the quota."
+    )
+
+
 def size_quota_exceeded(rt: Runtime, owner: str | None, remaining: int,
                         incoming: int | None = None) -> QuotaExceeded:
     limit = rt.settings.quota_image_size_total
@@ -94,7 +133,8 @@ async def usage_report(rt: Runtime, ctx: RequestContext) -> dict[str, QuotaUsage
     return {
         "image_size_total": QuotaUsage(mib(settings.quota_image_size_total),
                                        usage.image_size_total // MiB),
-        "image_stage_total": QuotaUsage(mib(settings.quota_image_stage_total), 0),
+        "image_stage_total": QuotaUsage(mib(settings.quota_image_stage_total),
+                                        await staged_bytes(rt, ctx.project_id) // MiB),
         "image_count_total": QuotaUsage(
             UNLIMITED if settings.quota_image_count is None else settings.quota_image_count,
             usage.image_count),

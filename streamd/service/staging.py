@@ -35,6 +35,7 @@ from streamd.io import ByteSource, SizeCapExceeded, store_stream
 from streamd.io.sources import ChainedSource, EndOnAbort
 from streamd.io.staging import Stage, StagedDigests, StageOffsetMismatch
 from streamd.registry import ImageRecord
+from streamd.service import quotas
 from streamd.service.access import visible_image
 
 if TYPE_CHECKING:  # runtime imports this module
@@ -125,6 +126,14 @@ async def stage(
         )
     with rt.jobs.claim(image_id, "stage"):
         current = await rt.staging.stage(image_id)
+        # the owner's staged-bytes quota, before any data is accepted and then as a cap
+        left = await quotas.remaining_stage_bytes(rt, record.owner)
+        if left is not None:
+            resumed = start if current is not None and record.status == "uploading" else 0
+            left += current.size - resumed if current is not None else 0  # replaced bytes
+            incoming = total - start if total is not None else size
+            if left == 0 or (incoming is not None and incoming > left):
+                raise quotas.stage_quota_exceeded(rt, record.owner, left)
         if record.status == "queued":
             if start != 0:
                 raise StageOffsetMismatch(
@@ -161,16 +170,16 @@ async def stage(
             raise Conflict(
                 f"Image status transition from {record.status} to uploading is not allowed"
             )
-        return await _stage_body(rt, image_id, source, start, total, body_cap)
+        return await _stage_body(rt, image_id, source, start, total, body_cap,
+                                 quota_cap=None if left is None else start + left)
 
 
 async def _stage_body(
     rt: Runtime, image_id: str, source: ByteSource, start: int, total: int | None,
-    body_cap: int | None,
+    body_cap: int | None, *, quota_cap: int | None = None,
 ) -> StageProgress:
     settings = rt.settings
-    size_cap = settings.image_size_cap if body_cap is None else min(body_cap,
-                                                                     settings.image_size_cap)
+    size_cap = min(c for c in (body_cap, quota_cap, settings.image_size_cap) if c is not None)
     body = EndOnAbort(source)
     appender = rt.staging.appender(image_id, start)
     with rt.transfers.slot(), rt.transfers.uploading(image_id) as scope:
@@ -188,6 +197,10 @@ async def _stage_body(
                 )
         except SizeCapExceeded:
             with trio.CancelScope(shield=True):
+                if quota_cap is not None and size_cap == quota_cap < settings.image_size_cap:
+                    owner = (await rt.db(rt.registry.get, image_id)).owner
+                    await _drop(rt, image_id)  # a stage past the quota would only hold it
+                    raise quotas.stage_quota_exceeded(rt, owner, quota_cap - start) from None
                 if body_cap is not None and body_cap <= settings.image_size_cap:
                     await rt.staging.record(image_id, total=total)
                     raise BadRequest(

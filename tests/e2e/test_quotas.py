@@ -17,6 +17,7 @@ from tests.servers import ServerProcess
 
 COUNT = 3
 SIZE_TOTAL = 3 * MiB
+STAGE_TOTAL = 2 * MiB
 OCTETS = {"Content-Type": "application/octet-stream"}
 
 
@@ -25,6 +26,7 @@ def quota_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerPro
     root = tmp_path_factory.mktemp("quotas")
     env = {"STREAMD_QUOTA_IMAGE_COUNT": str(COUNT),
            "STREAMD_QUOTA_IMAGE_SIZE_TOTAL": str(SIZE_TOTAL),
+           "STREAMD_QUOTA_IMAGE_STAGE_TOTAL": str(STAGE_TOTAL),
            "STREAMD_IMAGE_MEMBER_QUOTA": "2"}
     with ServerProcess(data_dir=root / "data", env=env) as srv:
         yield srv
@@ -123,7 +125,7 @@ def test_usage_through_glanceclient(project: tuple[httpx.Client, str],
     try:
         assert glance.info.get_usage() == {
             "image_size_total": {"limit": 3, "usage": 0},
-            "image_stage_total": {"limit": -1, "usage": 0},
+            "image_stage_total": {"limit": 2, "usage": 0},
             "image_count_total": {"limit": COUNT, "usage": 1},
             "image_count_uploading": {"limit": -1, "usage": 0},
         }
@@ -137,3 +139,36 @@ def test_unlimited_by_default(server: ServerProcess) -> None:
     assert {k: v["limit"] for k, v in body["usage"].items()} == {
         "image_size_total": -1, "image_stage_total": -1, "image_count_total": -1,
         "image_count_uploading": -1}
+
+
+def test_bytes_staged(project: tuple[httpx.Client, str]) -> None:
+    client, _ = project
+    first = new_image(client, name="staged")
+    assert client.put(f"/v2/images/{first}/stage", content=b"s" * MiB,
+                      headers=OCTETS).status_code == 204
+    assert usage(client)["image_stage_total"] == {"limit": 2, "usage": 1}
+
+    second = new_image(client, name="too much")
+    announced = client.put(f"/v2/images/{second}/stage", content=b"t" * (MiB + MiB // 2),
+                           headers=OCTETS)
+    assert announced.status_code == 413
+    assert "quota_image_stage_total" in error_of(announced)["message"]
+    assert client.get(f"/v2/images/{second}").json()["status"] == "queued"
+
+    def chunks() -> Iterator[bytes]:  # no Content-Length: stopped while it streams
+        for _ in range(6):
+            yield b"u" * (MiB // 4)
+
+    streamed = client.put(f"/v2/images/{second}/stage", content=chunks(), headers=OCTETS)
+    assert streamed.status_code == 413
+    assert "quota_image_stage_total" in error_of(streamed)["message"]
+    assert client.get(f"/v2/images/{second}").json()["status"] == "queued"
+    assert usage(client)["image_stage_total"]["usage"] == 1
+
+    # what fits still stages; deleting the first image frees its share
+    assert client.put(f"/v2/images/{second}/stage", content=b"v" * (MiB // 2),
+                      headers=OCTETS).status_code == 204
+    assert client.delete(f"/v2/images/{first}").status_code == 204
+    third = new_image(client, name="now fits")
+    assert client.put(f"/v2/images/{third}/stage", content=b"w" * MiB,
+                      headers=OCTETS).status_code == 204
