@@ -12,10 +12,16 @@ bytes`` compares item by item and is 60× slower.
 
 Blocking syscalls run in worker threads (``trio.to_thread.run_sync``), bounded by an
 optional ``CapacityLimiter``.
+
+Writeback starts while the upload runs: every ``WRITEBACK`` bytes written, Linux's
+``sync_file_range(SYNC_FILE_RANGE_WRITE)`` queues them for the disk without waiting, so the
+commit's ``fsync`` finds little left to do. Measured (1 GiB written at ~300 MiB/s on this
+2-core VM): the final fsync took 1.75 s without it, 0.03 s with it. Elsewhere it is skipped.
 """
 
 from __future__ import annotations
 
+import ctypes
 import errno
 import os
 import secrets
@@ -41,6 +47,9 @@ READ_CHUNK = 1 * MiB  # one thread hop (~175 µs) per MiB read keeps the hop und
 # and qcow2's default cluster size, so a converted image's unused clusters become holes
 SPARSE_BLOCK = 64 * KiB
 _ZEROS = bytes(1 * MiB)  # compared against whole chunks a slice at a time
+# written bytes handed to the disk at a time: enough for large requests, small enough that
+# the disk works alongside the upload instead of after it (dirty pages are not RSS)
+WRITEBACK = 8 * MiB
 # errno values that mean "no room", not "broken": the client may retry once space is freed.
 # EFBIG is what RLIMIT_FSIZE gives once SIGXFSZ is ignored (see ignore_sigxfsz).
 _FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
@@ -55,6 +64,21 @@ def ignore_sigxfsz() -> None:
     instead. Call once at start-up, from the main thread.
     """
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+
+
+def _find_sync_file_range() -> Callable[[int, int, int, int], int] | None:
+    """libc's ``sync_file_range`` (Linux only; Python does not wrap it), or None."""
+    try:
+        fn = ctypes.CDLL(None).sync_file_range
+    except (AttributeError, OSError):
+        return None
+    fn.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint]
+    fn.restype = ctypes.c_int
+    return fn  # type: ignore[no-any-return]
+
+
+_SYNC_FILE_RANGE = _find_sync_file_range()
+_SYNC_FILE_RANGE_WRITE = 2  # start writeback of dirty pages in the range; do not wait
 
 
 def is_zero(data: memoryview) -> bool:
@@ -222,6 +246,7 @@ class _TempFile:
     def __init__(self, path: Path) -> None:
         self.path = path
         self.fd: int | None = None
+        self._flushed = 0  # bytes before this offset have been handed to the disk
 
     def create(self) -> None:
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
@@ -239,6 +264,12 @@ class _TempFile:
                 start = pos
         if start is not None:
             self._write_all(data[start:], offset + start)
+        end = offset + len(data)
+        if _SYNC_FILE_RANGE is not None and end - self._flushed >= WRITEBACK:
+            assert self.fd is not None
+            # a hint: an error here shows again, and is raised, at the commit's fsync
+            _SYNC_FILE_RANGE(self.fd, self._flushed, end - self._flushed, _SYNC_FILE_RANGE_WRITE)
+            self._flushed = end
 
     def _write_all(self, data: memoryview, offset: int) -> None:
         assert self.fd is not None
