@@ -105,8 +105,10 @@ async def store_stream(
 
     ``expected_size`` (the request's Content-Length) makes a shorter or longer body a
     ``SizeMismatch``; ``size_cap`` makes a bigger one ``SizeCapExceeded``, checked before
-    reading when the size is announced, else as soon as the body passes it. ``limiter``
-    bounds the hashers' worker threads. ``pool`` replaces the pool built from
+    reading when the size is announced, else as soon as the body passes it. ``limiter`` is
+    not used for the hashers: each has one thread for the whole transfer (two per transfer,
+    so the transfer slots bound them), which must not hold tokens that the store's own
+    I/O waits for in the same limiter. ``pool`` replaces the pool built from
     ``chunk_size`` and ``queue_depth`` (tests pass one to watch it).
 
     Raises ``SizeCapExceeded``, ``SizeMismatch``, ``SourceAborted``, ``StoreFull`` or
@@ -133,7 +135,7 @@ async def store_stream(
             write_send, write_recv = trio.open_memory_channel[SharedChunk](pool.depth)
             nursery.start_soon(_write, store, key, write_recv, written)
             for hasher, feed in zip(threaded, feeds, strict=True):
-                nursery.start_soon(_hash, hasher, feed, limiter)
+                nursery.start_soon(_hash, hasher, feed)
             consumers: list[_Consumer] = [write_send, *feeds]
             size = await _produce(source, pool, consumers, inline, expected_size, size_cap)
         if written[0].size != size:
@@ -277,13 +279,15 @@ class _HashFeed:
                 token.run_sync_soon(chunk.release)
 
 
-async def _hash(hasher: Hasher, feed: _HashFeed, limiter: trio.CapacityLimiter | None) -> None:
+async def _hash(hasher: Hasher, feed: _HashFeed) -> None:
     """Run ``feed`` in a worker thread; on cancellation, stop it and wait for it to end."""
     token = trio.lowlevel.current_trio_token()
     async with trio.open_nursery() as nursery:
         nursery.start_soon(_stop_when_cancelled, feed)
         # not abandoned on cancellation: the thread is done with every view when this returns
-        await trio.to_thread.run_sync(feed.run, hasher, token, limiter=limiter)
+        # its own limiter: a shared one (the store's) would deadlock once the hashers of
+        # enough concurrent transfers held all its tokens for their whole length
+        await trio.to_thread.run_sync(feed.run, hasher, token, limiter=trio.CapacityLimiter(1))
         nursery.cancel_scope.cancel()
 
 

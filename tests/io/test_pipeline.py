@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import random
@@ -269,3 +270,24 @@ def test_errors_map_to_shared_classes() -> None:
     assert issubclass(SourceAborted, StreamdError) and SourceAborted.status == 400
     assert SizeCapExceeded.status == 413
     assert StoreError.status == 503
+
+
+async def test_concurrent_uploads_do_not_starve_the_store_of_the_shared_limiter(
+    tmp_path: Path,
+) -> None:
+    # each upload's hashers hold a thread for the whole transfer; if they took tokens of the
+    # limiter the store's writes also need, enough concurrent uploads would wait forever
+    limiter = trio.CapacityLimiter(2)
+    store = FileStore(tmp_path, limiter=limiter)
+    data = payload(8 * C)
+    with trio.fail_after(30):
+        async with trio.open_nursery() as nursery:
+            for i in range(3):
+                nursery.start_soon(
+                    functools.partial(
+                        store_stream, BytesSource(data), store, key=f"img{i}", chunk_size=C,
+                        limiter=limiter,
+                    )
+                )
+    for i in range(3):
+        assert (tmp_path / f"img{i}").read_bytes() == data
