@@ -5,15 +5,21 @@ free buffer from the pool (waiting when all are in flight: that wait *is* the ba
 fills it, and hands one ``SharedChunk`` to every consumer; the buffer returns to the pool
 when the last consumer releases it. Buffers are allocated on first use, so a small upload
 allocates one, not ``depth``.
+
+Buffers are anonymous ``mmap``s, not ``bytearray``s: page-aligned, so the file store can
+write them with ``O_DIRECT``, and unmapped when dropped, so a finished transfer's memory
+goes back to the system instead of staying in the allocator's heap.
 """
 
 from __future__ import annotations
+
+import mmap
 
 import trio
 
 
 class BufferPool:
-    """At most ``depth`` reusable ``bytearray``s of ``chunk_size`` bytes.
+    """At most ``depth`` reusable page-aligned buffers of ``chunk_size`` bytes.
 
     ``in_use``, ``high_water`` and ``allocated`` are there to be asserted on: memory is
     bounded by construction, and tests check the construction rather than timings.
@@ -27,7 +33,7 @@ class BufferPool:
         self.in_use = 0
         self.high_water = 0
         self.allocated = 0
-        self._free: list[bytearray] = []
+        self._free: list[mmap.mmap] = []
         self._slots = trio.Semaphore(depth)
 
     def __repr__(self) -> str:
@@ -36,19 +42,19 @@ class BufferPool:
             f"in_use={self.in_use}, high_water={self.high_water})"
         )
 
-    async def acquire(self) -> bytearray:
+    async def acquire(self) -> mmap.mmap:
         """Take a free buffer, waiting until a consumer gives one back if all are in use."""
         await self._slots.acquire()
         if self._free:
             buf = self._free.pop()
         else:
-            buf = bytearray(self.chunk_size)
+            buf = mmap.mmap(-1, self.chunk_size, flags=mmap.MAP_PRIVATE)
             self.allocated += 1
         self.in_use += 1
         self.high_water = max(self.high_water, self.in_use)
         return buf
 
-    def release(self, buf: bytearray) -> None:
+    def release(self, buf: mmap.mmap) -> None:
         """Give ``buf`` back; its contents may be overwritten from now on."""
         if len(buf) != self.chunk_size or any(buf is free for free in self._free):
             raise RuntimeError("buffer released twice or not from this pool")
@@ -66,7 +72,7 @@ class SharedChunk:
 
     __slots__ = ("view", "_buf", "_pool", "_pending")
 
-    def __init__(self, pool: BufferPool, buf: bytearray, size: int, consumers: int) -> None:
+    def __init__(self, pool: BufferPool, buf: mmap.mmap, size: int, consumers: int) -> None:
         self.view = memoryview(buf)[:size]
         self._buf = buf
         self._pool = pool

@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import hashlib
 import json
+import mmap
 import os
 import random
 import subprocess
@@ -18,6 +19,7 @@ import pytest
 import trio
 
 from streamd.io import FileStore, ObjectNotFound, StoreFull, ZeroSource, store_stream
+from streamd.io.stores import file as file_store
 from streamd.io.stores.file import SPARSE_BLOCK, is_zero
 from streamd.units import KiB, MiB
 
@@ -200,3 +202,129 @@ async def test_file_size_limit_is_store_full_and_leaves_nothing(tmp_path: Path) 
     data_write, zero_tail = json.loads(done.stdout)
     assert data_write == ["StoreFull", errno.EFBIG, []]
     assert zero_tail == ["StoreFull", errno.EFBIG, []]
+
+
+# -- O_DIRECT writes and cached reads ------------------------------------------------------
+
+
+class ChunkRecorder:
+    """Chunks for ``FileStore.write`` that remember which descriptor each write used."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.writes: list[tuple[str, int, int]] = []  # (kind, offset, length)
+        real_pwrite = os.pwrite
+
+        def pwrite(fd: int, data: memoryview, offset: int) -> int:
+            flags = int(open(f"/proc/self/fdinfo/{fd}").read().split("flags:")[1].split()[0], 8)
+            kind = "direct" if flags & file_store.os.O_DIRECT else "buffered"
+            self.writes.append((kind, offset, len(data)))
+            return real_pwrite(fd, data, offset)
+
+        monkeypatch.setattr(file_store.os, "pwrite", pwrite)
+
+
+async def _chunks(views: list[memoryview]) -> AsyncIterator[memoryview]:
+    for view in views:
+        yield view
+
+
+def _page_aligned(data: bytes) -> memoryview:
+    buf = mmap.mmap(-1, max(len(data), 1), flags=mmap.MAP_PRIVATE)
+    buf[: len(data)] = data
+    return memoryview(buf)[: len(data)]
+
+
+@pytest.mark.skipif(not hasattr(os, "O_DIRECT"), reason="Linux only")
+async def test_aligned_chunks_bypass_the_page_cache_and_the_rest_does_not(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rng = random.Random(3)
+    aligned = rng.randbytes(1 * MiB)
+    tail = rng.randbytes(1000)  # a length no O_DIRECT write can take
+    unaligned = memoryview(bytearray(b"x" + rng.randbytes(8 * KiB)))[1:]  # odd address
+    recorder = ChunkRecorder(monkeypatch)
+    store = FileStore(tmp_path)
+    views = [_page_aligned(aligned), unaligned, _page_aligned(tail)]
+    written = await store.write(_chunks(views), key="img")
+    assert recorder.writes == [
+        ("direct", 0, 1 * MiB),
+        ("buffered", 1 * MiB, 8 * KiB),  # page-aligned offset and length, odd address
+        ("buffered", 1 * MiB + 8 * KiB, 1000),
+    ]
+    expected = aligned + bytes(unaligned) + tail
+    assert written.size == len(expected)
+    assert (tmp_path / "img").read_bytes() == expected
+
+
+@pytest.mark.skipif(not hasattr(os, "O_DIRECT"), reason="Linux only")
+async def test_a_file_system_that_refuses_o_direct_gets_plain_writes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = random.Random(4).randbytes(2 * MiB)
+    real_open = os.open
+
+    def no_direct_open(path: str, flags: int, *args: int) -> int:
+        if flags & os.O_DIRECT:
+            raise OSError(errno.EINVAL, "Invalid argument")
+        return real_open(path, flags, *args)
+
+    monkeypatch.setattr(file_store.os, "open", no_direct_open)
+    recorder = ChunkRecorder(monkeypatch)
+    store = FileStore(tmp_path)
+    views = [_page_aligned(data[:MiB]), _page_aligned(data[MiB:])]
+    await store.write(_chunks(views), key="img")
+    assert [kind for kind, _, _ in recorder.writes] == ["buffered", "buffered"]
+    assert (tmp_path / "img").read_bytes() == data
+
+
+@pytest.mark.skipif(not hasattr(os, "O_DIRECT"), reason="Linux only")
+async def test_a_direct_write_refused_with_einval_is_written_plainly(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A file system wanting a larger alignment than ours: that write and the rest fall back."""
+    data = random.Random(5).randbytes(2 * MiB)
+    recorder = ChunkRecorder(monkeypatch)
+    recorded_pwrite = file_store.os.pwrite
+
+    def picky_pwrite(fd: int, view: memoryview, offset: int) -> int:
+        flags = int(open(f"/proc/self/fdinfo/{fd}").read().split("flags:")[1].split()[0], 8)
+        if flags & os.O_DIRECT:
+            recorder.writes.append(("refused", offset, len(view)))
+            raise OSError(errno.EINVAL, "Invalid argument")
+        return recorded_pwrite(fd, view, offset)
+
+    monkeypatch.setattr(file_store.os, "pwrite", picky_pwrite)
+    store = FileStore(tmp_path)
+    views = [_page_aligned(data[:MiB]), _page_aligned(data[MiB:])]
+    await store.write(_chunks(views), key="img")
+    assert recorder.writes == [
+        ("refused", 0, MiB),
+        ("buffered", 0, MiB),
+        ("buffered", MiB, MiB),  # no second O_DIRECT attempt
+    ]
+    assert (tmp_path / "img").read_bytes() == data
+
+
+async def test_reads_answered_from_the_page_cache_and_from_a_thread_agree(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The in-loop RWF_NOWAIT read and the thread's read return the same bytes."""
+    data = random.Random(6).randbytes(3 * MiB + 123)
+    (tmp_path / "img").write_bytes(data)  # just written: in the page cache
+    store = FileStore(tmp_path, read_chunk=1 * MiB)
+    location = f"file://{tmp_path / 'img'}"
+    cached = []
+    real = file_store._read_cached
+
+    def counting(fd: int, view: memoryview, offset: int) -> int | None:
+        got = real(fd, view, offset)
+        cached.append(got)
+        return got
+
+    monkeypatch.setattr(file_store, "_read_cached", counting)
+    expected = (len(data), hashlib.sha256(data).hexdigest())
+    assert await read_back_digest(store, location) == expected
+    if hasattr(os, "RWF_NOWAIT"):
+        assert cached and all(got for got in cached)  # every chunk came from the cache
+    monkeypatch.setattr(file_store, "_read_cached", lambda fd, view, offset: None)
+    assert await read_back_digest(store, location) == expected  # all through the thread
