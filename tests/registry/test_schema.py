@@ -18,7 +18,13 @@ from streamd.registry import (
     upgrade,
 )
 from streamd.registry.models import Base
-from streamd.registry.schema import current_revision, downgrade, head_revision
+from streamd.registry.schema import (
+    HEAD,
+    create_current,
+    current_revision,
+    downgrade,
+    head_revision,
+)
 
 TABLES = {"images", "image_properties", "image_tags", "image_members", "tasks"}
 
@@ -158,3 +164,22 @@ def test_up_to_date_start_does_not_load_alembic(tmp_path) -> None:  # noqa: ANN0
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_an_empty_database_is_created_at_head_without_alembic(empty: sa.Engine) -> None:
+    """The schema made from the models equals the migrated one, and alembic agrees on it."""
+    assert create_current(empty)
+    assert current_revision(empty) == HEAD == head_revision()
+    assert tables(empty) == TABLES
+    assert drift(empty) == []
+    upgrade(empty)  # alembic finds nothing to do
+    assert current_revision(empty) == HEAD
+    ImageRegistry(empty).create({"name": "works"}, {}, [])
+    assert not create_current(empty)  # never on a database that holds tables
+    downgrade(empty, "base")  # and the migrations can take it from there
+    assert tables(empty) == set()
+
+
+def test_ensure_current_creates_an_empty_database_in_one_step(empty: sa.Engine) -> None:
+    ensure_current(empty, migrate=True)
+    assert current_revision(empty) == HEAD and tables(empty) == TABLES
