@@ -261,8 +261,16 @@ class TargetRun:
                                cost)
 
     def download_many(self, c: int) -> None:
+        """``c`` images downloaded at once, each read once before (untimed).
+
+        The static-server ceiling serves files from the page cache; the warm-up puts every
+        target's images there too (streamd writes with O_DIRECT, so its images are not
+        cached after the upload, Glance's are), so the figure compares the serving paths.
+        A first, cold read is ``download.random.c1``.
+        """
         ids = self._images(f"random.c{c}")
         size = self.plan.inputs["random"].size
+        self._a(gather_all([self.api.download(i) for i in ids]))
 
         async def go() -> float:
             t0 = time.perf_counter()
