@@ -66,6 +66,9 @@ class Settings:
     # data plane
     chunk_size: int = 1 * MiB  # one hash/write call per MiB keeps thread hops cheap
     queue_depth: int = 4  # chunks in flight per transfer: memory = chunk_size * queue_depth
+    # chunks shared by all transfers beyond each one's first (streamd.io.BufferBudget):
+    # transfer memory is at most chunk_size * (transfers + shared_buffers)
+    shared_buffers: int = 8
     image_size_cap: int = 1 * TiB  # Glance's default image_size_cap
     os_hash_algo: str = "sha512"  # Glance's default hashing_algorithm
     max_transfers: int = 64  # concurrent uploads + downloads; past it 503 + Retry-After
@@ -233,6 +236,8 @@ def _check(s: Settings) -> None:
         raise bad("chunk_size", "must be between 4096 and 67108864 bytes")
     if not 1 <= s.queue_depth <= 64:
         raise bad("queue_depth", "must be between 1 and 64")
+    if not 0 <= s.shared_buffers <= 4096:
+        raise bad("shared_buffers", "must be between 0 and 4096")
     if s.image_size_cap < 0:
         raise bad("image_size_cap", "must not be negative")
     for name in ("max_transfers", "io_threads", "db_threads", "workers", "limit_param_default",

@@ -1,6 +1,6 @@
 """The data plane: bytes in, bytes out, hashed on the way; no HTTP, no SQL, no registry."""
 
-from streamd.io.buffers import BufferPool
+from streamd.io.buffers import BufferBudget, BufferPool
 from streamd.io.errors import (
     ObjectNotFound,
     SizeCapExceeded,
@@ -23,6 +23,7 @@ from streamd.io.stores import (
 )
 
 __all__ = [
+    "BufferBudget",
     "BufferPool",
     "ByteSource",
     "BytesSource",

@@ -27,7 +27,7 @@ from typing import Protocol
 import trio
 
 from streamd.errors import StreamdError
-from streamd.io.buffers import BufferPool, SharedChunk
+from streamd.io.buffers import BufferBudget, BufferPool, SharedChunk
 from streamd.io.errors import (
     SizeCapExceeded,
     SizeMismatch,
@@ -100,6 +100,7 @@ async def store_stream(
     expected_size: int | None = None,
     limiter: trio.CapacityLimiter | None = None,
     pool: BufferPool | None = None,
+    budget: BufferBudget | None = None,
 ) -> UploadResult:
     """Store everything ``source`` yields under ``key`` while computing its digests.
 
@@ -108,8 +109,9 @@ async def store_stream(
     reading when the size is announced, else as soon as the body passes it. ``limiter`` is
     not used for the hashers: each has one thread for the whole transfer (two per transfer,
     so the transfer slots bound them), which must not hold tokens that the store's own
-    I/O waits for in the same limiter. ``pool`` replaces the pool built from
-    ``chunk_size`` and ``queue_depth`` (tests pass one to watch it).
+    I/O waits for in the same limiter. ``budget`` is where the buffers beyond the
+    transfer's first come from (the process's ``BufferBudget``); ``pool`` replaces the pool
+    built from ``chunk_size``, ``queue_depth`` and ``budget`` (tests pass one to watch it).
 
     Raises ``SizeCapExceeded``, ``SizeMismatch``, ``SourceAborted``, ``StoreFull`` or
     ``StoreError``; in every failure case, cancellation included, no object is left.
@@ -125,7 +127,7 @@ async def store_stream(
     threaded = [md5]
     if os_hasher not in (md5, xxh3):
         (inline if runs_inline(os_hash_algo) else threaded).append(os_hasher)
-    pool = pool or BufferPool(chunk_size, queue_depth)
+    pool = pool or BufferPool(chunk_size, queue_depth, budget)
 
     written: list[StoredObject] = []  # filled by the writer task once the store commits
     size = 0
@@ -148,6 +150,8 @@ async def store_stream(
         if cause is exc:
             raise
         raise cause from cause.__cause__
+    finally:
+        pool.close()  # every task that used a buffer has ended with the nursery
     log.debug(
         "STORE key=%s store=%s size=%d location=%s", key, store.name, size, written[0].location
     )

@@ -329,6 +329,7 @@ async def _download(rt: Runtime, job: _Job) -> tuple[StoredObject, dict[str, Any
                 os_hash_algo=settings.os_hash_algo,
                 chunk_size=settings.chunk_size,
                 queue_depth=settings.queue_depth,
+                budget=rt.buffers,
                 size_cap=size_cap,
                 expected_size=source.content_length,
                 limiter=rt.io_limiter,

@@ -16,7 +16,7 @@ from typing import ParamSpec, TypeVar
 import trio
 
 from streamd.config import Settings
-from streamd.io import Store
+from streamd.io import BufferBudget, Store
 from streamd.io.staging import StagingArea
 from streamd.registry import ImageRegistry, MemberRegistry, ensure_current, make_engine
 from streamd.registry.tasks import TaskRegistry
@@ -40,6 +40,7 @@ class Runtime:
     # worker threads for the data plane (store syscalls, hashers), shared by all transfers
     io_limiter: trio.CapacityLimiter
     transfers: TransferSlots
+    buffers: BufferBudget  # transfer buffers beyond each upload's first
     members: MemberRegistry
     # interoperable import: staged data, the import tasks, and the jobs running on images
     staging: StagingArea
@@ -75,6 +76,7 @@ async def open_runtime(
             store=await open_store(settings, io_limiter),
             io_limiter=io_limiter,
             transfers=TransferSlots(settings.max_transfers),
+            buffers=BufferBudget(settings.chunk_size, settings.shared_buffers),
             members=MemberRegistry(engine),
             staging=await trio.to_thread.run_sync(
                 lambda: StagingArea(settings.staging_dir, limiter=io_limiter,

@@ -192,6 +192,7 @@ async def _stage_body(
                     os_hash_algo=settings.os_hash_algo,
                     chunk_size=settings.chunk_size,
                     queue_depth=settings.queue_depth,
+                    budget=rt.buffers,
                     size_cap=size_cap,
                     limiter=rt.io_limiter,
                 )

@@ -151,6 +151,7 @@ async def upload(
                     os_hash_algo=settings.os_hash_algo,
                     chunk_size=settings.chunk_size,
                     queue_depth=settings.queue_depth,
+                    budget=rt.buffers,
                     size_cap=size_cap,
                     expected_size=size,
                     limiter=rt.io_limiter,

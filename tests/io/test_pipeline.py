@@ -14,7 +14,9 @@ import xxhash
 
 from streamd.errors import BadRequest, StreamdError
 from streamd.io import (
+    BufferBudget,
     BufferPool,
+    ByteSource,
     BytesSource,
     FileSource,
     FileStore,
@@ -291,3 +293,19 @@ async def test_concurrent_uploads_do_not_starve_the_store_of_the_shared_limiter(
                 )
     for i in range(3):
         assert (tmp_path / f"img{i}").read_bytes() == data
+
+
+@pytest.mark.parametrize("fails", [False, True])
+async def test_the_shared_budget_gets_every_buffer_back(tmp_path: Path, fails: bool) -> None:
+    """Success or failure mid-stream, a transfer returns all it borrowed (none leak)."""
+    budget = BufferBudget(C, 3)
+    store = FileStore(tmp_path / "images")
+    if fails:
+        source: ByteSource = FailingSource(5 * C, ConnectionResetError())
+        with pytest.raises(SourceAborted):
+            await store_stream(source, store, key="img", chunk_size=C, queue_depth=4,
+                               budget=budget, expected_size=8 * C)
+    else:
+        await store_stream(BytesSource(payload(8 * C)), store, key="img", chunk_size=C,
+                           queue_depth=4, budget=budget)
+    assert budget.lent == 0
