@@ -23,13 +23,14 @@ from streamd.units import KiB
 
 log = logging.getLogger("streamd")
 
-# hypercorn reads the socket 64 KiB at a time; bigger reads cut the per-read overhead of a
-# multi-GB upload, up to the point where glibc serves each read (and each of h11's copies of
-# it) with freshly mmap'd pages that the kernel must fault in and zero. Raw-ASGI PUT of 1 GiB
-# from curl on this 2-core VM, server CPU s/GiB (MB/s): 64 KiB 1.95 (480), 256 KiB 1.4 (630),
-# 512 KiB 0.65 (1,300), 768 KiB 1.35 (650), 1 MiB 2.1 (390); 1 MiB with
-# MALLOC_MMAP_THRESHOLD_=8 MiB 0.5 (1,100), which confirms the cause.
-SOCKET_READ = 512 * KiB
+# hypercorn reads the socket 64 KiB at a time. Each read is copied ~4 times on its way to
+# the app (see streamd.http.data) and a connection holds several reads at once (its h11
+# buffer, the queued messages, the one being copied), so the read size is most of a
+# connection's memory as well as its per-read overhead. Measured with O_DIRECT writes
+# (1 GiB random from curl, 8 uploads at once; MiB/s, server CPU s/GiB, peak RSS MiB):
+# 64 KiB 375, 3.9, 94; 128 KiB 455-470, 3.3, 101-112; 256 KiB 468, 3.3, 121;
+# 512 KiB 489-498, 3.2, 136-137. One upload ran ~500 MiB/s at 128 KiB and 512 KiB alike.
+SOCKET_READ = 128 * KiB
 
 
 def hypercorn_config(settings: Settings) -> Config:
@@ -40,8 +41,8 @@ def hypercorn_config(settings: Settings) -> Config:
     config.errorlog = logging.getLogger("hypercorn.error")
     config.h11_max_incomplete_size = 64 * KiB  # request line + headers
     # body messages (<= SOCKET_READ each) queued per request before hypercorn stops reading
-    # the socket: this is the request's buffer in front of the data route's own. 2 keeps it
-    # at 1 MiB; 16 was no faster (measured with the raw-ASGI PUT above). Not less than 2: a
+    # the socket: this is the request's buffer in front of the data route's own. 16 was no
+    # faster than 2 (measured with 512 KiB reads and a raw-ASGI PUT). Not less than 2: a
     # bodiless GET's one message and the disconnect queued when its response ends must fit
     # while the handler is still sending.
     config.max_app_queue_size = 2

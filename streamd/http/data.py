@@ -16,7 +16,8 @@ Copies per byte (hypercorn 0.18, h11 0.16). Upload, 6: hypercorn turns each sock
 into ``bytes``; h11 appends it to its receive buffer and slices it out twice (one slice
 only tests for emptiness); hypercorn ``bytes()``-copies h11's ``Data``; ``RequestBody``
 copies into the pipeline's buffer, the only copy made here. All of hypercorn's and h11's
-together cost ~0.65 s of CPU per GiB at 512 KiB reads (``streamd.server.SOCKET_READ``).
+together cost ~0.65 s of CPU per GiB at 512 KiB reads (``streamd.server.SOCKET_READ``, now
+128 KiB to keep a connection small).
 Download, 1: hypercorn ``bytes()``-copies each body it is given, so a ``memoryview`` of the
 store's reused buffer costs the same as ``bytes`` would, and is sent as is.
 """
