@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from streamd.units import MiB, TiB
+from streamd.units import KiB, MiB, TiB
 
 HASH_ALGOS = ("md5", "sha1", "sha224", "sha256", "sha384", "sha512", "xxh3_128", "xxh3_64")
 AUTH_MODES = ("noauth", "tokens", "keystone")
@@ -66,6 +66,9 @@ class Settings:
     # data plane
     chunk_size: int = 1 * MiB  # one hash/write call per MiB keeps thread hops cheap
     queue_depth: int = 4  # chunks in flight per transfer: memory = chunk_size * queue_depth
+    # bytes per read (and per send) of a download: the response's buffer, and hypercorn's
+    # copy of it, are each this big while it is sent
+    read_chunk_size: int = 512 * KiB
     # chunks shared by all transfers beyond each one's first (streamd.io.BufferBudget):
     # transfer memory is at most chunk_size * (transfers + shared_buffers)
     shared_buffers: int = 8
@@ -234,6 +237,8 @@ def _check(s: Settings) -> None:
         raise bad("web_download_max_redirects", "must not be negative")
     if not 4096 <= s.chunk_size <= 64 * MiB:
         raise bad("chunk_size", "must be between 4096 and 67108864 bytes")
+    if not 4096 <= s.read_chunk_size <= 64 * MiB:
+        raise bad("read_chunk_size", "must be between 4096 and 67108864 bytes")
     if not 1 <= s.queue_depth <= 64:
         raise bad("queue_depth", "must be between 1 and 64")
     if not 0 <= s.shared_buffers <= 4096:

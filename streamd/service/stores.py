@@ -25,15 +25,16 @@ async def open_store(settings: Settings, limiter: trio.CapacityLimiter) -> Store
     can no longer finish (one data dir per server; see ``FileStore.reap_temp_files``).
     """
     file_store = await trio.to_thread.run_sync(
-        lambda: FileStore(settings.images_dir, limiter=limiter, read_chunk=settings.chunk_size)
+        lambda: FileStore(
+            settings.images_dir, limiter=limiter, read_chunk=settings.read_chunk_size
+        )
     )
     reaped = await file_store.reap_temp_files(older_than=0)
     if reaped:
         log.warning("removed %d temp file(s) of uploads interrupted by a crash", reaped)
     if not settings.store_throttle_mib_s:
         return file_store
-    # one pause per chunk: a chunk of chunk_size bytes every delay seconds is the rate asked
-    delay = settings.chunk_size / (settings.store_throttle_mib_s * MiB)
+    rate = settings.store_throttle_mib_s * MiB
     log.warning("store throttled to %.1f MiB/s (store_throttle_mib_s: for tests only)",
                 settings.store_throttle_mib_s)
-    return ThrottledStore(file_store, delay=delay)
+    return ThrottledStore(file_store, delay=0.0, bytes_per_second=rate)

@@ -14,7 +14,9 @@ from streamd.io.stores.base import Store, StoreCapabilities, StoredObject
 
 
 class ThrottledStore:
-    """``inner`` with a ``delay`` (seconds) before each chunk written or read.
+    """``inner`` with a pause before each chunk written or read: ``delay`` seconds, plus
+    the chunk's length over ``bytes_per_second`` when that is given (a rate that holds
+    whatever chunk sizes the reader and the writer use).
 
     ``chunks_written`` and ``bytes_written`` count what ``inner`` has consumed, so a test
     can compare it with what the producer has read.
@@ -25,11 +27,13 @@ class ThrottledStore:
         inner: Store,
         *,
         delay: float,
+        bytes_per_second: float | None = None,
         sleep: Callable[[float], Awaitable[None]] = trio.sleep,
     ) -> None:
         self.inner = inner
         self.name = inner.name
         self.delay = delay
+        self.bytes_per_second = bytes_per_second
         self._sleep = sleep
         self.chunks_written = 0
         self.bytes_written = 0
@@ -49,10 +53,14 @@ class ThrottledStore:
         reader = self.inner.read(location, offset, length)
         try:
             async for chunk in reader:
-                await self._sleep(self.delay)
+                await self.pause(chunk)
                 yield chunk
         finally:
             await reader.aclose()  # type: ignore[attr-defined]
+
+    def pause(self, chunk: memoryview | bytes) -> Awaitable[None]:
+        rate = self.bytes_per_second
+        return self._sleep(self.delay + (len(chunk) / rate if rate else 0.0))
 
     async def delete(self, location: str) -> None:
         await self.inner.delete(location)
@@ -74,7 +82,7 @@ class _Slowed:
 
     async def __anext__(self) -> memoryview:
         chunk = await anext(self._chunks)
-        await self._store._sleep(self._store.delay)
+        await self._store.pause(chunk)
         self._store.chunks_written += 1
         self._store.bytes_written += len(chunk)
         return chunk
