@@ -348,9 +348,15 @@ class ImageRegistry:
                     conn.execute(tags_t.insert(), [
                         {"image_id": row["id"], "value": t} for t in unique_tags
                     ])
+                # read back as stored (the database's own datetime precision), in the
+                # same transaction: no second connection and BEGIN per create
+                stored = conn.execute(
+                    sa.select(*_RECORD_COLUMNS).where(images.c.id == row["id"])
+                ).one()
+                record = self._records(conn, [stored])[0]
         except IntegrityError:
             raise Conflict(f"An image with identifier {row['id']} already exists") from None
-        return self.get(row["id"])
+        return record
 
     def update(
         self,

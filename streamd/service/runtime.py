@@ -61,7 +61,7 @@ async def open_runtime(
     """The runtime of a server whose nursery is ``nursery``; ``clock`` is the wall clock
     of its periodic jobs (tests pass their own)."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    engine = make_engine(settings.registry_url)
+    engine = make_engine(settings.registry_url, connections=settings.db_threads)
     try:
         limiter = trio.CapacityLimiter(settings.db_threads)
         await trio.to_thread.run_sync(
