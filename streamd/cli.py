@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import logging
 import sys
 
@@ -24,16 +25,29 @@ def _serve(args: argparse.Namespace) -> int:
 
     import trio
 
-    from streamd.server import serve
+    from streamd.server import WorkerDied, serve
 
     settings = _settings(args)
     # a file store past RLIMIT_FSIZE must see EFBIG, not die of SIGXFSZ
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    if args.worker:
+        trio.run(functools.partial(serve, settings, primary=False))
+        return 0
     logging.getLogger("streamd").info(
-        "streamd serving on http://%s (data in %s, registry %s)",
+        "streamd serving on http://%s (data in %s, registry %s, %d worker process%s)",
         settings.bind, settings.data_dir, settings.registry_url.split("@")[-1],
+        settings.workers, "" if settings.workers == 1 else "es",
     )
-    trio.run(serve, settings)
+    # a worker is this same command (so the same settings) with --worker
+    worker_command = [sys.executable, "-m", "streamd", *args.argv, "--worker"]
+    try:
+        trio.run(functools.partial(serve, settings, worker_command=worker_command))
+    except BaseExceptionGroup as group:
+        error = _only_error(group)
+        if isinstance(error, WorkerDied):
+            logging.getLogger("streamd").error("%s", error)
+            return 1
+        raise
     return 0
 
 
@@ -59,6 +73,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--data-dir", help="where images and the SQLite registry live")
     serve.add_argument("--database-url", help="registry URL (default: SQLite under data-dir)")
     serve.add_argument("--config", dest="config", default=argparse.SUPPRESS)
+    # started by the primary process when workers > 1: serve without start-up repair
+    serve.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     serve.set_defaults(func=_serve)
 
     db = sub.add_parser("db", help="registry database commands")
@@ -72,9 +88,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    # the pid tells the processes apart when workers > 1
+    logging.basicConfig(level=logging.INFO,
+                        format="%(asctime)s %(process)d %(levelname)s %(name)s %(message)s")
     logging.getLogger("alembic").setLevel(logging.WARNING)
     args = build_parser().parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)
     try:
         return args.func(args)
     except (ConfigError, StreamdError) as e:

@@ -7,8 +7,10 @@ is cancelled and every resource released.
 
 from __future__ import annotations
 
+import functools
 import logging
 import signal
+from collections.abc import Sequence
 
 import hypercorn.trio.tcp_server
 import trio
@@ -47,6 +49,7 @@ def hypercorn_config(settings: Settings) -> Config:
     # while the handler is still sending.
     config.max_app_queue_size = 2
     config.graceful_timeout = settings.graceful_timeout
+    config.workers = settings.workers  # > 1: bind with SO_REUSEPORT, as every worker does
     return config
 
 
@@ -55,14 +58,34 @@ async def serve(
     *,
     task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
     shutdown: trio.Event | None = None,
+    worker_command: Sequence[str] | None = None,
+    primary: bool = True,
 ) -> None:
-    """Serve until SIGINT/SIGTERM (or ``shutdown`` is set); ``task_status`` gets the bound URLs."""
+    """Serve until SIGINT/SIGTERM (or ``shutdown`` is set); ``task_status`` gets the bound URLs.
+
+    With ``settings.workers`` > 1 the primary (this process) starts ``workers - 1`` more
+    processes with ``worker_command``, after its start-up repair, and they all listen on
+    the same port (``SO_REUSEPORT``: the kernel spreads connections). A worker
+    (``primary=False``) neither repairs nor runs the periodic jobs; it could not tell another
+    worker's upload in progress from one a crash interrupted. Workers are children of the
+    primary's nursery: a signal to the primary is passed on to them, and one that dies
+    takes the server down (exit status 1), so that start-up repair runs before it serves
+    again.
+    """
     hypercorn.trio.tcp_server.MAX_RECV = SOCKET_READ
     if shutdown is None:  # an Event has no truth value
         shutdown = trio.Event()
+    extra = settings.workers - 1 if primary else 0
+    if extra and worker_command is None:
+        raise ValueError("workers > 1 needs the command that starts a worker")
     async with trio.open_nursery() as nursery:
-        async with open_runtime(settings, nursery) as rt, open_authenticator(settings) as auth:
+        async with open_runtime(settings, nursery, primary=primary) as rt, \
+                open_authenticator(settings) as auth:
             nursery.start_soon(_wait_for_signals, shutdown)
+            for n in range(extra):
+                assert worker_command is not None
+                nursery.start_soon(_run_worker, list(worker_command), n + 1, shutdown,
+                                   settings.graceful_timeout)
             app = create_app(rt, auth)
             await hypercorn_serve(
                 app,  # type: ignore[arg-type]
@@ -71,7 +94,54 @@ async def serve(
                 task_status=task_status,
                 mode="asgi",
             )
+            shutdown.set()  # hypercorn may also stop on its own
             nursery.cancel_scope.cancel()
+
+
+class WorkerDied(RuntimeError):
+    """A worker process exited while the server was running."""
+
+
+async def _run_worker(
+    command: list[str], number: int, shutdown: trio.Event, graceful_timeout: float
+) -> None:
+    """Run one worker process until ``shutdown``; then SIGTERM it and wait for it to drain.
+
+    Not through cancellation: the nursery is cancelled only once the primary has drained,
+    and the worker must stop accepting at the same time as the primary, not after.
+    """
+    async with trio.open_nursery() as nursery:
+        process: trio.Process = await nursery.start(
+            functools.partial(trio.run_process, command, check=False,
+                              deliver_cancel=functools.partial(_kill_after, graceful_timeout))
+        )
+        log.info("worker %d started (pid %d)", number, process.pid)
+        nursery.start_soon(_stop_on, shutdown, process, graceful_timeout)
+        await process.wait()
+        if not shutdown.is_set():
+            shutdown.set()
+            raise WorkerDied(f"worker {number} (pid {process.pid}) exited with "
+                             f"{process.returncode}; stopping the server")
+        nursery.cancel_scope.cancel()
+
+
+async def _stop_on(shutdown: trio.Event, process: trio.Process, graceful_timeout: float) -> None:
+    await shutdown.wait()
+    process.send_signal(signal.SIGTERM)
+    with trio.move_on_after(graceful_timeout + 5):
+        await process.wait()
+        return
+    log.warning("worker pid %d did not stop in time: killing it", process.pid)
+    process.kill()
+
+
+async def _kill_after(graceful_timeout: float, process: trio.Process) -> None:
+    """How a cancelled worker is stopped: SIGTERM, then SIGKILL if it does not drain."""
+    process.send_signal(signal.SIGTERM)
+    with trio.move_on_after(graceful_timeout + 5):
+        await process.wait()
+        return
+    process.kill()
 
 
 async def _wait_for_signals(shutdown: trio.Event) -> None:

@@ -1,8 +1,11 @@
 """Work on an image that outlives a request, and who holds an image's staged data.
 
-Two things need one owner per image in this process: a stage request appending to the
-staging area, and an import job moving data into the store. ``ImageJobs.claim`` gives an
-image to one of them at a time (the other gets 409 at once instead of racing it). Import
+Two things need one owner per image: a stage request appending to the staging area, and
+an import job moving data into the store. ``ImageJobs.claim`` gives an image to one of them
+at a time (the other gets 409 at once instead of racing it). With several worker processes
+(``workers`` > 1) a claim is also an ``flock`` on a file per image in ``lock_dir``, which
+the processes of one server share; servers on other hosts would need a lease in the
+registry (not done: one data dir per server). Import
 jobs run as tasks in the server's nursery (``Runtime.nursery``), each inside a cancel
 scope kept here, so that deleting the image stops its job and waits for it to clean up,
 and shutting down cancels them all and waits (``drain``) before the registry is closed.
@@ -11,8 +14,12 @@ and shutting down cancels them all and waits (``drain``) before the registry is 
 from __future__ import annotations
 
 import contextlib
+import fcntl
+import hashlib
 import logging
+import os
 from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
 
 import trio
 
@@ -28,9 +35,13 @@ Job = Callable[[], Awaitable[None]]
 class ImageJobs:
     """The claims on images and the import jobs running in this process."""
 
-    def __init__(self) -> None:
+    def __init__(self, lock_dir: Path | None = None) -> None:
         self._claims: dict[str, str] = {}  # image id -> what holds it ("stage", "import")
         self._jobs: dict[str, tuple[trio.CancelScope, trio.Event]] = {}
+        self._lock_dir = lock_dir
+        self._locks: dict[str, int] = {}  # image id -> the fd holding its flock
+        if lock_dir is not None:
+            lock_dir.mkdir(parents=True, exist_ok=True)
 
     def busy(self, image_id: str) -> str | None:
         """What holds ``image_id`` (e.g. "stage"), or None."""
@@ -38,11 +49,40 @@ class ImageJobs:
 
     def _take(self, image_id: str, what: str) -> None:
         holder = self._claims.get(image_id)
+        if holder is None and self._lock_dir is not None and not self._lock(image_id):
+            holder = "stage or import in another worker process"
         if holder is not None:
             raise Conflict(f"New operation on image '{image_id}' is not permitted as prior "
                            f"operation is still in progress (a {holder} is running); retry "
                            "when it has finished")
         self._claims[image_id] = what
+
+    def _lock(self, image_id: str) -> bool:
+        """Take the image's flock without waiting; False if another process holds it.
+
+        In the event loop: opening a small local file and a non-blocking flock do not wait
+        on a disk. Lock files stay (removing one would let a second process lock a fresh
+        file while a third still holds the old one); the name is a digest, never a path.
+        """
+        assert self._lock_dir is not None
+        name = hashlib.sha256(image_id.encode()).hexdigest()[:32] + ".lock"
+        fd = os.open(self._lock_dir / name, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return False
+        except BaseException:
+            os.close(fd)
+            raise
+        self._locks[image_id] = fd
+        return True
+
+    def _drop(self, image_id: str) -> None:
+        del self._claims[image_id]
+        fd = self._locks.pop(image_id, None)
+        if fd is not None:
+            os.close(fd)  # releases the flock
 
     @contextlib.contextmanager
     def claim(self, image_id: str, what: str) -> Iterator[None]:
@@ -51,7 +91,7 @@ class ImageJobs:
         try:
             yield
         finally:
-            del self._claims[image_id]
+            self._drop(image_id)
 
     @contextlib.contextmanager
     def reserve(self, image_id: str, what: str) -> Iterator[Reservation]:
@@ -66,7 +106,7 @@ class ImageJobs:
             yield reservation
         finally:
             if not reservation.started:
-                del self._claims[image_id]
+                self._drop(image_id)
 
     def _start(self, nursery: trio.Nursery, image_id: str, job: Job) -> None:
         scope, done = trio.CancelScope(), trio.Event()
@@ -77,7 +117,7 @@ class ImageJobs:
                     await job()
             finally:
                 del self._jobs[image_id]
-                del self._claims[image_id]
+                self._drop(image_id)
                 done.set()
 
         self._jobs[image_id] = (scope, done)

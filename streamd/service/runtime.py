@@ -56,10 +56,16 @@ class Runtime:
 
 @asynccontextmanager
 async def open_runtime(
-    settings: Settings, nursery: trio.Nursery, *, clock: Callable[[], float] = time.time
+    settings: Settings,
+    nursery: trio.Nursery,
+    *,
+    clock: Callable[[], float] = time.time,
+    primary: bool = True,
 ) -> AsyncIterator[Runtime]:
     """The runtime of a server whose nursery is ``nursery``; ``clock`` is the wall clock
-    of its periodic jobs (tests pass their own)."""
+    of its periodic jobs (tests pass their own). Only the ``primary`` process repairs what
+    a crash left (temp files, ``saving``/``importing`` rows) and runs the periodic jobs:
+    the other workers start after it has."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     engine = make_engine(settings.registry_url, connections=settings.db_threads)
     try:
@@ -73,7 +79,7 @@ async def open_runtime(
             registry=ImageRegistry(engine),
             db_limiter=limiter,
             nursery=nursery,
-            store=await open_store(settings, io_limiter),
+            store=await open_store(settings, io_limiter, reap=primary),
             io_limiter=io_limiter,
             transfers=TransferSlots(settings.max_transfers),
             buffers=BufferBudget(settings.chunk_size, settings.shared_buffers),
@@ -82,11 +88,13 @@ async def open_runtime(
                 lambda: StagingArea(settings.staging_dir, limiter=io_limiter,
                                     read_chunk=settings.chunk_size)),
             tasks=TaskRegistry(engine),
-            jobs=ImageJobs(),
+            # one process: claims in memory; several: also an flock each process sees
+            jobs=ImageJobs(settings.data_dir / "locks" if settings.workers > 1 else None),
         )
-        await recover_interrupted_uploads(rt)
-        await recover_interrupted_imports(rt)
-        nursery.start_soon(lambda: run_stage_reaper(rt, clock=clock))
+        if primary:
+            await recover_interrupted_uploads(rt)
+            await recover_interrupted_imports(rt)
+            nursery.start_soon(lambda: run_stage_reaper(rt, clock=clock))
         try:
             yield rt
         finally:

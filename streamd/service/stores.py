@@ -18,18 +18,22 @@ from streamd.units import MiB
 log = logging.getLogger(__name__)
 
 
-async def open_store(settings: Settings, limiter: trio.CapacityLimiter) -> Store:
-    """Build the configured store and remove what a crash left in it.
+async def open_store(
+    settings: Settings, limiter: trio.CapacityLimiter, *, reap: bool = True
+) -> Store:
+    """Build the configured store and (``reap``) remove what a crash left in it.
 
-    Call before serving: every temp file in the images dir then belongs to an upload that
-    can no longer finish (one data dir per server; see ``FileStore.reap_temp_files``).
+    Reap before serving, in one process: every temp file in the images dir then belongs
+    to an upload that can no longer finish (one data dir per server; see
+    ``FileStore.reap_temp_files``). A worker started later must not: it would remove the
+    temp files of uploads running in the others.
     """
     file_store = await trio.to_thread.run_sync(
         lambda: FileStore(
             settings.images_dir, limiter=limiter, read_chunk=settings.read_chunk_size
         )
     )
-    reaped = await file_store.reap_temp_files(older_than=0)
+    reaped = await file_store.reap_temp_files(older_than=0) if reap else 0
     if reaped:
         log.warning("removed %d temp file(s) of uploads interrupted by a crash", reaped)
     if not settings.store_throttle_mib_s:
