@@ -15,6 +15,7 @@ from bench.figures import Figures
 
 STREAMD = "streamd"
 XXH3 = "streamd-xxh3"
+WORKERS = "streamd-2w"  # streamd with workers = 2: the data path on both cores
 GLANCE = "glance"
 STATIC = "static"
 STAGES = "stages"
@@ -47,6 +48,11 @@ def ratios(figures: Figures) -> list[Ratio]:
         for name in figures.by_target.get(peer, {}):
             if name in sd and not name.endswith((".client_cpu", ".loadclient")):
                 out.append(Ratio(f"{label} {name}", f"{STREAMD}:{name}", f"{peer}:{name}"))
+    workers = figures.by_target.get(WORKERS, {})
+    for peer, label in ((GLANCE, "streamd-2w/glance"), (STATIC, "streamd-2w/static")):
+        for name in figures.by_target.get(peer, {}):
+            if name in workers and not name.endswith((".client_cpu", ".loadclient")):
+                out.append(Ratio(f"{label} {name}", f"{WORKERS}:{name}", f"{peer}:{name}"))
     for name in figures.by_target.get(XXH3, {}):
         if name in sd and not name.endswith((".client_cpu", ".server_rss")):
             out.append(Ratio(f"xxh3/sha512 {name}", f"{XXH3}:{name}", f"{STREAMD}:{name}"))

@@ -2,7 +2,7 @@
 
 Runs are interleaved so that slow drift on a shared machine (another job, page cache, disk
 write-back) lands on every target alike: per run, stages → static server → streamd →
-streamd with xxh3 → Glance, then the next run.
+streamd with xxh3 → streamd with 2 worker processes → Glance, then the next run.
 """
 
 from __future__ import annotations
@@ -27,8 +27,8 @@ from bench.workloads import Plan, TargetRun, cleanup_paged_images
 
 MiB = 1024 * 1024
 
-SKIPPABLE = ("streamd", "xxh3", "glance", "zero", "qcow2", "range", "metadata", "page10k",
-             "stages", "static", "clients", "chart")
+SKIPPABLE = ("streamd", "xxh3", "workers", "glance", "zero", "qcow2", "range", "metadata",
+             "page10k", "stages", "static", "clients", "chart")
 
 
 @dataclass
@@ -82,6 +82,10 @@ def run(opts: Options, argv: list[str]) -> Path:
                     "streamd-xxh3", tmp / "streamd-xxh3-data",
                     env={"STREAMD_OS_HASH_ALGO": "xxh3_128"}, python=opts.python,
                     uploads_only=True))
+            if "workers" not in opts.skip:
+                variants.append(StreamdServer(
+                    "streamd-2w", tmp / "streamd-2w-data", env={"STREAMD_WORKERS": "2"},
+                    python=opts.python, transfers_only=True))
         for server in variants:
             try:
                 server.start()

@@ -7,10 +7,11 @@ from pathlib import Path
 from typing import Any
 
 from bench.figures import Figure, Figures
-from bench.goals import GLANCE, STAGES, STATIC, STREAMD, XXH3, judge_all, ratios
+from bench.goals import GLANCE, STAGES, STATIC, STREAMD, WORKERS, XXH3, judge_all, ratios
 
-TARGET_ORDER = [STREAMD, XXH3, GLANCE, STATIC]
-COLORS = {STREAMD: "#1f77b4", XXH3: "#17becf", GLANCE: "#d62728", STATIC: "#7f7f7f"}
+TARGET_ORDER = [STREAMD, XXH3, WORKERS, GLANCE, STATIC]
+COLORS = {STREAMD: "#1f77b4", XXH3: "#17becf", WORKERS: "#2ca02c", GLANCE: "#d62728",
+          STATIC: "#7f7f7f"}
 COST_SUFFIXES = (".server_rss", ".server_cpu", ".client_cpu", ".server_cpu_ms", ".latency")
 
 

@@ -157,7 +157,8 @@ class TargetRun:
         self.sampler.start()
         try:
             skip = self.plan.skip
-            kinds = ["random"] if self.t.uploads_only else list(self.plan.inputs)
+            one_kind = self.t.uploads_only or self.t.transfers_only
+            kinds = ["random"] if one_kind else list(self.plan.inputs)
             for kind in kinds:
                 self._guarded(f"upload {kind} c1", self.upload_one, self.plan.inputs[kind])
             for c in self.plan.concurrency:
@@ -170,12 +171,12 @@ class TargetRun:
                 for c in self.plan.concurrency:
                     if c > 1:
                         self._guarded(f"download c{c}", self.download_many, c)
-                if "range" not in skip:
+                if "range" not in skip and not self.t.transfers_only:
                     for c in self.plan.concurrency:
                         self._guarded(f"ranges c{c}", self.ranges, c)
             self._guarded("delete transfer images", self.delete_transfer_images)
             self._guarded("sweep transfer images", self._sweep, self.api)
-            if "metadata" not in skip and not self.t.uploads_only:
+            if "metadata" not in skip and not one_kind:
                 self._guarded("metadata", self.metadata)
         finally:
             self.sampler.stop()
