@@ -348,15 +348,16 @@ class ImageRegistry:
                     conn.execute(tags_t.insert(), [
                         {"image_id": row["id"], "value": t} for t in unique_tags
                     ])
-                # read back as stored (the database's own datetime precision), in the
-                # same transaction: no second connection and BEGIN per create
-                stored = conn.execute(
-                    sa.select(*_RECORD_COLUMNS).where(images.c.id == row["id"])
-                ).one()
-                record = self._records(conn, [stored])[0]
         except IntegrityError:
             raise Conflict(f"An image with identifier {row['id']} already exists") from None
-        return record
+        # what was stored, without reading it back (3 queries, a third of a create's
+        # database time): every column is in ``row`` or NULL, and the clock gives whole
+        # seconds, which every database stores as they are
+        return ImageRecord(
+            *(row.get(column.name) for column in _RECORD_COLUMNS),
+            properties=dict(properties or {}),
+            tags=tuple(unique_tags),
+        )
 
     def update(
         self,

@@ -266,3 +266,18 @@ def test_unreachable_database_is_service_unavailable() -> None:
     finally:
         engine.dispose()
 
+
+
+@pytest.mark.parametrize("values, properties, tags", [
+    ({}, {}, []),
+    ({"name": "full", "disk_format": "qcow2", "container_format": "bare", "min_disk": 3,
+      "min_ram": 512, "protected": True, "os_hidden": True, "visibility": "public",
+      "owner": "p1"}, {"a": "1", "b": "two", "é": "ü"}, ["z", "a", "a", "m"]),
+])
+def test_the_created_record_is_what_a_read_returns(
+    registry: ImageRegistry, values: dict[str, object], properties: dict[str, str],
+    tags: list[str],
+) -> None:
+    """create() builds its answer without reading the row back: it must be the same."""
+    created = registry.create(values, properties, tags)
+    assert registry.get(created.id) == created
