@@ -215,12 +215,21 @@ class ChunkRecorder:
         real_pwrite = os.pwrite
 
         def pwrite(fd: int, data: memoryview, offset: int) -> int:
-            flags = int(open(f"/proc/self/fdinfo/{fd}").read().split("flags:")[1].split()[0], 8)
-            kind = "direct" if flags & file_store.os.O_DIRECT else "buffered"
-            self.writes.append((kind, offset, len(data)))
+            self.writes.append(("direct" if _is_direct(fd) else "buffered", offset, len(data)))
             return real_pwrite(fd, data, offset)
 
         monkeypatch.setattr(file_store.os, "pwrite", pwrite)
+
+
+def _is_direct(fd: int) -> bool:
+    with open(f"/proc/self/fdinfo/{fd}") as info:
+        return bool(int(info.read().split("flags:")[1].split()[0], 8) & os.O_DIRECT)
+
+
+async def _write_in_two_aligned_chunks(tmp_path: Path, data: bytes) -> None:
+    views = [_page_aligned(data[:MiB]), _page_aligned(data[MiB:])]
+    await FileStore(tmp_path).write(_chunks(views), key="img")
+    assert (tmp_path / "img").read_bytes() == data
 
 
 async def _chunks(views: list[memoryview]) -> AsyncIterator[memoryview]:
@@ -270,11 +279,8 @@ async def test_a_file_system_that_refuses_o_direct_gets_plain_writes(
 
     monkeypatch.setattr(file_store.os, "open", no_direct_open)
     recorder = ChunkRecorder(monkeypatch)
-    store = FileStore(tmp_path)
-    views = [_page_aligned(data[:MiB]), _page_aligned(data[MiB:])]
-    await store.write(_chunks(views), key="img")
+    await _write_in_two_aligned_chunks(tmp_path, data)
     assert [kind for kind, _, _ in recorder.writes] == ["buffered", "buffered"]
-    assert (tmp_path / "img").read_bytes() == data
 
 
 @pytest.mark.skipif(not hasattr(os, "O_DIRECT"), reason="Linux only")
@@ -287,22 +293,18 @@ async def test_a_direct_write_refused_with_einval_is_written_plainly(
     recorded_pwrite = file_store.os.pwrite
 
     def picky_pwrite(fd: int, view: memoryview, offset: int) -> int:
-        flags = int(open(f"/proc/self/fdinfo/{fd}").read().split("flags:")[1].split()[0], 8)
-        if flags & os.O_DIRECT:
+        if _is_direct(fd):
             recorder.writes.append(("refused", offset, len(view)))
             raise OSError(errno.EINVAL, "Invalid argument")
         return recorded_pwrite(fd, view, offset)
 
     monkeypatch.setattr(file_store.os, "pwrite", picky_pwrite)
-    store = FileStore(tmp_path)
-    views = [_page_aligned(data[:MiB]), _page_aligned(data[MiB:])]
-    await store.write(_chunks(views), key="img")
+    await _write_in_two_aligned_chunks(tmp_path, data)
     assert recorder.writes == [
         ("refused", 0, MiB),
         ("buffered", 0, MiB),
         ("buffered", MiB, MiB),  # no second O_DIRECT attempt
     ]
-    assert (tmp_path / "img").read_bytes() == data
 
 
 async def test_reads_answered_from_the_page_cache_and_from_a_thread_agree(
