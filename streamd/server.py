@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import logging
 import signal
+import socket
 from collections.abc import Sequence
 
 import hypercorn.trio.tcp_server
@@ -49,8 +50,30 @@ def hypercorn_config(settings: Settings) -> Config:
     # while the handler is still sending.
     config.max_app_queue_size = 2
     config.graceful_timeout = settings.graceful_timeout
-    config.workers = settings.workers  # > 1: bind with SO_REUSEPORT, as every worker does
+    if settings.workers > 1:
+        # every worker binds the port itself; SO_REUSEPORT lets the kernel spread connections
+        config.bind = [f"fd://{_reuse_port_socket(settings.bind)}"]
     return config
+
+
+def _reuse_port_socket(bind: str) -> int:
+    """A TCP socket bound to ``host:port`` with SO_REUSEPORT; hypercorn owns its fd.
+
+    Not hypercorn's ``config.workers``: that also sets SO_REUSEPORT but warns that it does
+    nothing under ``serve`` (it only counts for hypercorn's own process runner).
+    """
+    host, _, port = bind.rpartition(":")
+    host = host.strip("[]")
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # inherited by accepts
+        sock.bind((host, int(port)))
+    except BaseException:
+        sock.close()
+        raise
+    return sock.detach()
 
 
 async def serve(

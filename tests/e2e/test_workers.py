@@ -41,6 +41,7 @@ def test_workers_share_the_port_the_registry_and_the_store(make_server) -> None:
     ids = [_create(srv, f"w{i}") for i in range(40)]
     pids = set(re.findall(r"^\S+ \S+ (\d+) INFO streamd.images CREATE", srv.log(), re.M))
     assert pids == {str(srv.proc.pid), str(worker.pid)}  # both processes served creates
+    assert "Warning" not in srv.log()  # e.g. hypercorn's about config.workers under serve()
     listed = httpx.get(srv.url + "/v2/images?limit=100", headers=ADMIN_HEADERS).json()
     assert {image["id"] for image in listed["images"]} == set(ids)
     data = random.Random(1).randbytes(3 * 1024 * 1024 + 5)
