@@ -24,6 +24,7 @@ store's reused buffer costs the same as ``bytes`` would, and is sent as is.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 import math
@@ -173,17 +174,49 @@ class Response:
         await self.body(payload, more=False)
 
 
+@dataclasses.dataclass(frozen=True)
+class DataRequest:
+    """What a raw-ASGI data handler starts from: the image, the headers, the body to pull
+    and the response to send (``/file`` and ``/stage`` alike)."""
+
+    image_id: str
+    method: str
+    headers: Headers
+    body: RequestBody
+    response: Response
+
+    @classmethod
+    def of(cls, rt: Runtime, path: re.Pattern[str], scope: dict[str, Any], receive: Receive,
+           send: Send) -> DataRequest:
+        match = path.fullmatch(scope["path"])
+        assert match is not None  # the dispatcher routed it here by this pattern
+        return cls(
+            image_id=match["image_id"],
+            method=scope["method"],
+            headers=Headers(scope["headers"]),
+            body=RequestBody(receive, idle_timeout=rt.settings.upload_idle_timeout),
+            response=Response(send),
+        )
+
+
+def require_octet_stream(headers: Headers, action: str) -> None:
+    """415 unless the body is ``application/octet-stream`` (as Glance); ``action`` names
+    what the client is doing, for the message."""
+    content_type = headers.get("content-type")
+    if content_type is None or content_type.split(";")[0].strip().lower() != OCTET_STREAM:
+        raise UnsupportedMediaType(
+            f"The request media type {content_type} is not supported by this server: "
+            f"{action} with Content-Type: {OCTET_STREAM}"
+        )
+
+
 def file_handler(rt: Runtime, auth: Authenticator) -> ASGIApp:
     """The ASGI handler of ``/v2/images/{id}/file``; ``auth`` says who is asking."""
 
     async def handle(scope: dict[str, Any], receive: Receive, send: Send) -> None:
-        match = FILE_PATH.fullmatch(scope["path"])
-        assert match is not None
-        image_id = match["image_id"]
-        headers = Headers(scope["headers"])
-        response = Response(send)
-        method = scope["method"]
-        body = RequestBody(receive, idle_timeout=rt.settings.upload_idle_timeout)
+        request = DataRequest.of(rt, FILE_PATH, scope, receive, send)
+        image_id, method, headers = request.image_id, request.method, request.headers
+        body, response = request.body, request.response
         try:
             ctx = await auth.authenticate(headers)  # 401 before anything else, as Glance
             if method == "PUT":
@@ -235,12 +268,7 @@ async def _answer(body: RequestBody, respond: Callable[[], Awaitable[None]]) -> 
 async def _put(
     rt: Runtime, ctx: RequestContext, image_id: str, headers: Headers, body: RequestBody
 ) -> None:
-    content_type = headers.get("content-type")
-    if content_type is None or content_type.split(";")[0].strip().lower() != OCTET_STREAM:
-        raise UnsupportedMediaType(
-            f"The request media type {content_type} is not supported by this server: "
-            f"send image data with Content-Type: {OCTET_STREAM}"
-        )
+    require_octet_stream(headers, "send image data")
     size = _content_length(headers)
     await transfers.upload(rt, ctx, image_id, body, size=size)
 

@@ -22,17 +22,15 @@ import re
 from typing import Any
 
 from streamd.auth import Authenticator
-from streamd.errors import BadRequest, MethodNotAllowed, UnsupportedMediaType
+from streamd.errors import BadRequest, MethodNotAllowed
 from streamd.http.app import DATA_ROUTES, ASGIApp
 from streamd.http.data import (
-    OCTET_STREAM,
-    Headers,
+    DataRequest,
     Receive,
-    RequestBody,
-    Response,
     Send,
     _answer,
     _content_length,
+    require_octet_stream,
 )
 from streamd.service import staging
 from streamd.service.runtime import Runtime
@@ -69,23 +67,13 @@ def stage_handler(rt: Runtime, auth: Authenticator) -> ASGIApp:
     """The ASGI handler of ``/v2/images/{id}/stage``; ``auth`` says who is asking."""
 
     async def handle(scope: dict[str, Any], receive: Receive, send: Send) -> None:
-        match = STAGE_PATH.fullmatch(scope["path"])
-        assert match is not None
-        image_id = match["image_id"]
-        headers = Headers(scope["headers"])
-        response = Response(send)
-        method = scope["method"]
-        body = RequestBody(receive, idle_timeout=rt.settings.upload_idle_timeout)
+        request = DataRequest.of(rt, STAGE_PATH, scope, receive, send)
+        image_id, method, headers = request.image_id, request.method, request.headers
+        body, response = request.body, request.response
         try:
             ctx = await auth.authenticate(headers)
             if method == "PUT":
-                content_type = headers.get("content-type")
-                if (content_type is None
-                        or content_type.split(";")[0].strip().lower() != OCTET_STREAM):
-                    raise UnsupportedMediaType(
-                        f"The request media type {content_type} is not supported by this "
-                        f"server: stage image data with Content-Type: {OCTET_STREAM}"
-                    )
+                require_octet_stream(headers, "stage image data")
                 progress = await staging.stage(
                     rt, ctx, image_id, body, size=_content_length(headers),
                     content_range=parse_content_range(headers.get("content-range")),
