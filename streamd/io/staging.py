@@ -25,11 +25,11 @@ import json
 import os
 import secrets
 import time
-from collections.abc import AsyncIterable, AsyncIterator, Callable
+from collections.abc import AsyncIterable, AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import trio
 
@@ -38,8 +38,8 @@ from streamd.io.errors import StoreError, StoreFull
 from streamd.io.hashing import new_hasher
 from streamd.io.stores.base import Store, StoreCapabilities, StoredObject, check_key
 from streamd.io.stores.file import READ_CHUNK, FileStore, is_zero
+from streamd.io.threads import BlockingCalls
 
-_T = TypeVar("_T")
 _META = ".json"
 # link errors that mean "not here, copy instead": another file system, or none of links
 _NO_LINK_ERRNOS = frozenset({errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP})
@@ -90,19 +90,10 @@ class StagingArea:
     ) -> None:
         self._files = FileStore(root, "staging", limiter=limiter, read_chunk=read_chunk)
         self.root = self._files.root
-        self._limiter = limiter
+        self._calls = BlockingCalls(limiter, _failure)
 
     def __repr__(self) -> str:
         return f"StagingArea(root={str(self.root)!r})"
-
-    async def _run(self, fn: Callable[..., _T], *args: object) -> _T:
-        return await trio.to_thread.run_sync(fn, *args, limiter=self._limiter)
-
-    async def _io(self, action: str, fn: Callable[..., _T], *args: object) -> _T:
-        try:
-            return await self._run(fn, *args)
-        except OSError as exc:
-            raise _failure(exc, action) from exc
 
     def data_path(self, image_id: str) -> Path:
         return self.root / check_key(image_id)
@@ -117,13 +108,13 @@ class StagingArea:
 
     async def stage(self, image_id: str) -> Stage | None:
         """What is staged for ``image_id``; None when nothing is (not even an empty stage)."""
-        return await self._io("read", _read_stage, self.data_path(image_id),
+        return await self._calls.io("read", _read_stage, self.data_path(image_id),
                               self._meta_path(image_id))
 
     @asynccontextmanager
     async def prefix(self, image_id: str, length: int) -> AsyncIterator[_Prefix]:
         """The first ``length`` staged bytes as a ``ByteSource`` (to hash them again)."""
-        source = _Prefix(self.data_path(image_id), length, self._limiter)
+        source = _Prefix(self.data_path(image_id), length, self._calls.limiter)
         try:
             yield source
         finally:
@@ -133,11 +124,11 @@ class StagingArea:
         """Image ids whose stage has not changed for ``older_than`` seconds (and orphaned
         records of a stage whose data is gone)."""
         cutoff = (time.time() if now is None else now) - older_than
-        return await self._io("read", _stale, self.root, cutoff)
+        return await self._calls.io("read", _stale, self.root, cutoff)
 
     async def image_ids(self) -> list[str]:
         """Every image with something staged."""
-        return await self._io("read", _stale, self.root, float("inf"))
+        return await self._calls.io("read", _stale, self.root, float("inf"))
 
     # -- writing -------------------------------------------------------------------------------
 
@@ -150,7 +141,7 @@ class StagingArea:
         """Write what is known about the whole: ``total`` and, once complete, ``digests``."""
         meta: dict[str, Any] = {"total": total,
                                 "digests": asdict(digests) if digests else None}
-        await self._io("write", _write_atomically, self._meta_path(image_id),
+        await self._calls.io("write", _write_atomically, self._meta_path(image_id),
                        json.dumps(meta).encode())
 
     async def discard(self, image_id: str) -> None:
@@ -159,7 +150,7 @@ class StagingArea:
             self.data_path(image_id).unlink(missing_ok=True)
             self._meta_path(image_id).unlink(missing_ok=True)
 
-        await self._io("delete", remove)
+        await self._calls.io("delete", remove)
 
     async def reap_temp_files(self) -> int:
         """Remove the temp files of records interrupted by a crash (call at start-up)."""
@@ -210,7 +201,7 @@ class StageAppender:
 
     async def write(self, chunks: AsyncIterable[memoryview], *, key: str) -> StoredObject:
         path = self._area.data_path(self._image_id)
-        fd = await self._area._io("write", _open_at, path, self._offset)
+        fd = await self._area._calls.io("write", _open_at, path, self._offset)
         pos = 0
         failed = True
         try:
@@ -220,14 +211,14 @@ class StageAppender:
                     start = max(pos, self._offset)
                     data = chunk[start - pos:]
                     if not is_zero(data):  # zeros: leave a hole, the final ftruncate fills it
-                        await self._area._io("write", _pwrite_all, fd, data, start)
+                        await self._area._calls.io("write", _pwrite_all, fd, data, start)
                     self.end = end
                 pos = end
             failed = False
         finally:
             with trio.CancelScope(shield=True):
                 try:
-                    await self._area._io("write", _finish, fd, self.end)
+                    await self._area._calls.io("write", _finish, fd, self.end)
                 except StoreError:
                     if not failed:
                         raise
@@ -251,7 +242,7 @@ class _Prefix:
         self._path = path
         self._remaining = length
         self._pos = 0
-        self._limiter = limiter
+        self._calls = BlockingCalls(limiter, _failure)
         self._fd: int | None = None
 
     async def readinto(self, buf: memoryview) -> int:
@@ -259,20 +250,15 @@ class _Prefix:
             self.close()
             return 0
         if self._fd is None:
-            self._fd = await self._run(os.open, self._path, os.O_RDONLY | os.O_CLOEXEC)
+            self._fd = await self._calls.io("read", os.open, self._path,
+                                            os.O_RDONLY | os.O_CLOEXEC)
         view = buf[:min(len(buf), self._remaining)]
-        n = await self._run(os.preadv, self._fd, [view], self._pos)
+        n = await self._calls.io("read", os.preadv, self._fd, [view], self._pos)
         if n == 0:
             raise StoreError("the staged data is shorter than recorded; stage it again")
         self._pos += n
         self._remaining -= n
         return n
-
-    async def _run(self, fn: Callable[..., _T], *args: object) -> _T:
-        try:
-            return await trio.to_thread.run_sync(fn, *args, limiter=self._limiter)
-        except OSError as exc:
-            raise _failure(exc, "read") from exc
 
     def close(self) -> None:
         fd, self._fd = self._fd, None

@@ -31,7 +31,6 @@ import signal
 import time
 from collections.abc import AsyncIterable, AsyncIterator, Callable
 from pathlib import Path
-from typing import TypeVar
 
 import trio
 
@@ -42,6 +41,7 @@ from streamd.io.stores.base import (
     check_key,
     check_range,
 )
+from streamd.io.threads import BlockingCalls
 from streamd.units import KiB, MiB
 
 # bytes per read: 8 warm 1 GiB downloads at once (bench load client) ran 2,084-2,294 MiB/s
@@ -64,8 +64,6 @@ _O_DIRECT: int = getattr(os, "O_DIRECT", 0)
 # what O_DIRECT asks of a write's address, offset and length: a page covers every logical
 # block size in use; the transfer buffers (``streamd.io.buffers``) are page-aligned
 DIRECT_ALIGN = 4 * KiB
-
-_T = TypeVar("_T")
 
 
 def ignore_sigxfsz() -> None:
@@ -122,22 +120,12 @@ class FileStore:
         root.mkdir(parents=True, exist_ok=True)
         self.root = root.resolve()
         self.name = name
-        self._limiter = limiter
+        self._calls = BlockingCalls(limiter, _store_failure)
         self._read_chunk = read_chunk
         self._writing: set[str] = set()  # temp names of writes in progress, kept from reaping
 
     def __repr__(self) -> str:
         return f"FileStore(name={self.name!r}, root={str(self.root)!r})"
-
-    async def _run(self, fn: Callable[..., _T], *args: object) -> _T:
-        return await trio.to_thread.run_sync(fn, *args, limiter=self._limiter)
-
-    async def _io(self, action: str, fn: Callable[..., _T], *args: object) -> _T:
-        """Run a blocking call in a thread; turn its OSError into the store's own error."""
-        try:
-            return await self._run(fn, *args)
-        except OSError as exc:
-            raise _store_failure(exc, action) from exc
 
     def _path(self, location: str) -> Path:
         """The file behind ``location``; a location outside this store names no object here."""
@@ -154,19 +142,19 @@ class FileStore:
         """Write ``chunks`` sparse into a temp file, then commit it as ``<key>``."""
         final = self.root / check_key(key)
         temp = _TempFile(self.root / f".{key}.{secrets.token_hex(8)}.tmp")
-        await self._io("write", temp.create)
+        await self._calls.io("write", temp.create)
         self._writing.add(temp.path.name)
         size = 0
         try:
             async for chunk in chunks:
                 if not is_zero(chunk):  # zeros: leave a hole, no thread hop
-                    await self._io("write", temp.write, chunk, size)
+                    await self._calls.io("write", temp.write, chunk, size)
                 size += len(chunk)
-            await self._io("write", temp.commit, size, final)
+            await self._calls.io("write", temp.commit, size, final)
         except BaseException:
             with trio.CancelScope(shield=True):
                 try:
-                    await self._run(temp.discard)
+                    await self._calls.run(temp.discard)
                 except OSError:
                     pass  # keep the original error; reap_temp_files removes the leftover
             raise
@@ -180,7 +168,7 @@ class FileStore:
         """Yield the range from one buffer per call, refilled in place for each chunk."""
         path = self._path(location)
         try:
-            fd, size = await self._run(_open_for_read, path)
+            fd, size = await self._calls.run(_open_for_read, path)
         except FileNotFoundError:
             raise ObjectNotFound(f"no such image data in store {self.name!r}") from None
         except OSError as exc:
@@ -194,7 +182,7 @@ class FileStore:
                 want = min(remaining, len(buf))
                 got = _read_cached(fd, buf[:want], offset)
                 if got is None:  # not (all) in the page cache: the disk may block, use a thread
-                    got = await self._io("read", os.preadv, fd, [buf[:want]], offset)
+                    got = await self._calls.io("read", os.preadv, fd, [buf[:want]], offset)
                 else:
                     await trio.lowlevel.checkpoint()  # a cached read never yields otherwise
                 if got == 0:
@@ -208,13 +196,13 @@ class FileStore:
     async def delete(self, location: str) -> None:
         """Unlink the file; a missing file is already deleted."""
         path = self._path(location)
-        await self._io("delete", path.unlink, True)  # missing_ok
+        await self._calls.io("delete", path.unlink, True)  # missing_ok
 
     async def stat(self, location: str) -> int:
         """Return the file's size (its apparent size, holes included)."""
         path = self._path(location)
         try:
-            return (await self._run(path.stat)).st_size
+            return (await self._calls.run(path.stat)).st_size
         except FileNotFoundError:
             raise ObjectNotFound(f"no such image data in store {self.name!r}") from None
         except OSError as exc:
@@ -241,7 +229,7 @@ class FileStore:
             _fsync_dir(self.root)
             return final.stat().st_size
 
-        size = await self._run(link)
+        size = await self._calls.run(link)
         return StoredObject(location=f"file://{final}", size=size)
 
     async def reap_temp_files(self, older_than: float, *, now: float | None = None) -> int:
@@ -252,7 +240,7 @@ class FileStore:
         an ``older_than`` longer than any upload may stall, or 0 at start-up before serving.
         """
         cutoff = (time.time() if now is None else now) - older_than
-        return await self._run(_reap, self.root, cutoff, frozenset(self._writing))
+        return await self._calls.run(_reap, self.root, cutoff, frozenset(self._writing))
 
 
 class _TempFile:
