@@ -150,20 +150,17 @@ async def _run_worker(
 
 async def _stop_on(shutdown: trio.Event, process: trio.Process, graceful_timeout: float) -> None:
     await shutdown.wait()
+    await _kill_after(graceful_timeout, process)
+
+
+async def _kill_after(graceful_timeout: float, process: trio.Process) -> None:
+    """How a worker is stopped (on shutdown, or cancelled): SIGTERM, then SIGKILL if it
+    does not drain in time."""
     process.send_signal(signal.SIGTERM)
     with trio.move_on_after(graceful_timeout + 5):
         await process.wait()
         return
     log.warning("worker pid %d did not stop in time: killing it", process.pid)
-    process.kill()
-
-
-async def _kill_after(graceful_timeout: float, process: trio.Process) -> None:
-    """How a cancelled worker is stopped: SIGTERM, then SIGKILL if it does not drain."""
-    process.send_signal(signal.SIGTERM)
-    with trio.move_on_after(graceful_timeout + 5):
-        await process.wait()
-        return
     process.kill()
 
 

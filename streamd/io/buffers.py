@@ -78,8 +78,7 @@ class BufferPool:
         self.high_water = 0
         self.allocated = 0
         self._budget = budget
-        self._own = 0  # own buffers in use; at most 1 with a budget, ``depth`` without
-        self._own_limit = 1 if budget is not None else depth
+        self._own_limit = 1 if budget is not None else depth  # own buffers in use at once
         self._free: list[mmap.mmap] = []  # own buffers not in use
         self._mine: list[mmap.mmap] = []  # every own buffer, to tell them from borrowed ones
         self._slots = trio.Semaphore(depth)
@@ -105,8 +104,8 @@ class BufferPool:
         return buf
 
     async def _take(self) -> mmap.mmap:
-        while self._own >= self._own_limit:
-            assert self._budget is not None  # without one the slots keep _own below depth
+        while len(self._mine) - len(self._free) >= self._own_limit:  # own ones all in use
+            assert self._budget is not None  # without one, the slots keep own ones free
             # borrow, unless our own buffer comes back first (release cancels the wait)
             scope = self._waiting = trio.CancelScope()
             try:
@@ -116,7 +115,6 @@ class BufferPool:
                     return buf
             finally:
                 self._waiting = None
-        self._own += 1
         if self._free:
             return self._free.pop()
         buf = _new_buffer(self.chunk_size)
@@ -147,7 +145,6 @@ class BufferPool:
             if any(buf is free for free in self._free):
                 raise RuntimeError("buffer released twice or not from this pool")
             self._free.append(buf)
-            self._own -= 1
             if self._waiting is not None:
                 self._waiting.cancel()
         self.in_use -= 1

@@ -38,7 +38,7 @@ from streamd import policy
 from streamd.config import Settings
 from streamd.context import RequestContext
 from streamd.errors import BadRequest, Conflict, Forbidden, NotFound, StreamdError
-from streamd.io import SizeCapExceeded, StoredObject, store_stream
+from streamd.io import SizeCapExceeded, StoredObject
 from streamd.io.web_download import SourceUnavailable, UriFilter, UriRefused, open_web_source
 from streamd.registry import Filter, ImageQuery, ImageRecord, Viewer
 from streamd.registry.tasks import UNFINISHED, TaskRecord
@@ -322,17 +322,9 @@ async def _download(rt: Runtime, job: _Job) -> tuple[StoredObject, dict[str, Any
                                max_redirects=settings.web_download_max_redirects,
                                read_timeout=settings.upload_idle_timeout) as source:
         try:
-            result = await store_stream(
-                source,
-                rt.store,
-                key=job.image_id,
-                os_hash_algo=settings.os_hash_algo,
-                chunk_size=settings.chunk_size,
-                queue_depth=settings.queue_depth,
-                budget=rt.buffers,
-                size_cap=size_cap,
+            result = await rt.store_stream(
+                source, rt.store, key=job.image_id, size_cap=size_cap,
                 expected_size=source.content_length,
-                limiter=rt.io_limiter,
             )
         except SizeCapExceeded:
             if quota_left is not None and size_cap == quota_left < settings.image_size_cap:

@@ -16,7 +16,7 @@ from typing import ParamSpec, TypeVar
 import trio
 
 from streamd.config import Settings
-from streamd.io import BufferBudget, Store
+from streamd.io import BufferBudget, ByteSource, Store, UploadResult, store_stream
 from streamd.io.staging import StagingArea
 from streamd.registry import ImageRegistry, MemberRegistry, ensure_current, make_engine
 from streamd.registry.tasks import TaskRegistry
@@ -51,6 +51,31 @@ class Runtime:
         """Run one registry call in a worker thread, at most ``db_threads`` at a time."""
         return await trio.to_thread.run_sync(
             lambda: fn(*args, **kwargs), limiter=self.db_limiter, abandon_on_cancel=False
+        )
+
+    async def store_stream(
+        self,
+        source: ByteSource,
+        store: Store,
+        *,
+        key: str,
+        size_cap: int | None,
+        expected_size: int | None = None,
+    ) -> UploadResult:
+        """``streamd.io.store_stream`` with this server's hashing, chunking, buffers and
+        threads: the one way uploads, stages and imports move data."""
+        settings = self.settings
+        return await store_stream(
+            source,
+            store,
+            key=key,
+            os_hash_algo=settings.os_hash_algo,
+            chunk_size=settings.chunk_size,
+            queue_depth=settings.queue_depth,
+            budget=self.buffers,
+            size_cap=size_cap,
+            expected_size=expected_size,
+            limiter=self.io_limiter,
         )
 
 

@@ -31,7 +31,7 @@ import trio
 from streamd import policy
 from streamd.context import RequestContext
 from streamd.errors import BadRequest, Conflict, Gone, NotFound
-from streamd.io import ByteSource, SizeCapExceeded, store_stream
+from streamd.io import ByteSource, SizeCapExceeded
 from streamd.io.sources import ChainedSource, EndOnAbort
 from streamd.io.staging import Stage, StagedDigests, StageOffsetMismatch
 from streamd.registry import ImageRecord
@@ -185,16 +185,8 @@ async def _stage_body(
     with rt.transfers.slot(), rt.transfers.uploading(image_id) as scope:
         try:
             async with rt.staging.prefix(image_id, start) as prefix:
-                result = await store_stream(
-                    ChainedSource(prefix, body),
-                    appender,
-                    key=image_id,
-                    os_hash_algo=settings.os_hash_algo,
-                    chunk_size=settings.chunk_size,
-                    queue_depth=settings.queue_depth,
-                    budget=rt.buffers,
-                    size_cap=size_cap,
-                    limiter=rt.io_limiter,
+                result = await rt.store_stream(
+                    ChainedSource(prefix, body), appender, key=image_id, size_cap=size_cap
                 )
         except SizeCapExceeded:
             with trio.CancelScope(shield=True):

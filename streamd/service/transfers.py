@@ -29,7 +29,7 @@ import trio
 from streamd import policy
 from streamd.context import RequestContext
 from streamd.errors import BadRequest, Conflict, Forbidden, Gone, NotFound, ServiceUnavailable
-from streamd.io import ByteSource, SizeCapExceeded, UploadResult, store_stream
+from streamd.io import ByteSource, SizeCapExceeded, UploadResult
 from streamd.registry import Filter, ImageQuery, ImageRecord, Viewer
 from streamd.service import quotas
 from streamd.service.access import visible_image
@@ -144,17 +144,8 @@ async def upload(
         with rt.transfers.uploading(image_id) as scope:
             stored: UploadResult | None = None
             try:
-                stored = await store_stream(
-                    source,
-                    rt.store,
-                    key=image_id,
-                    os_hash_algo=settings.os_hash_algo,
-                    chunk_size=settings.chunk_size,
-                    queue_depth=settings.queue_depth,
-                    budget=rt.buffers,
-                    size_cap=size_cap,
-                    expected_size=size,
-                    limiter=rt.io_limiter,
+                stored = await rt.store_stream(
+                    source, rt.store, key=image_id, size_cap=size_cap, expected_size=size
                 )
                 record = await rt.db(
                     rt.registry.transition, image_id, "saving", "active", _result_values(rt, stored)
