@@ -5,7 +5,9 @@ The rules are Glance's defaults:
 - **See** (show, download, use as a listing marker): admins see everything; a project sees
   its own images, every ``public`` and ``community`` image, the ``shared`` images offered to
   it (whatever it answered: pending, accepted or rejected) and, as in Glance, images without
-  an owner. An image you may not see does not exist for you: 404, worded as for a missing
+  an owner. The rule is stated once, as ``streamd.registry.records.Viewer``, because the
+  registry applies it too (a listing's marker, and in SQL the listing itself); the functions
+  here ask it. An image you may not see does not exist for you: 404, worded as for a missing
   image, so the ids of private images do not leak.
 - **Change** (update, delete, tag, upload): the owner and admins; anyone else who can see
   the image gets 403. Publishing (``public``) is for admins only; an owner may make its image
@@ -19,7 +21,7 @@ The rules are Glance's defaults:
 - **Protected properties**: custom property names matched by ``protected_properties`` are
   set, changed and removed by admins only.
 
-Listings apply the same visibility rules in the registry's query (``viewer``).
+Listings apply the same visibility rule in the registry's query (``viewer``).
 """
 
 from __future__ import annotations
@@ -30,39 +32,28 @@ from streamd.context import RequestContext
 from streamd.errors import Forbidden, NotFound
 from streamd.registry.records import ImageRecord, MemberRecord, Viewer
 
-# Visibilities anyone may see, owner or not.
-OPEN_VISIBILITIES = ("public", "community")
 # The statuses an image moves between with the deactivate/reactivate actions.
 ACTIVATION = {"deactivate": ("active", "deactivated"), "reactivate": ("deactivated", "active")}
 
 
 def viewer(ctx: RequestContext) -> Viewer:
-    """The registry's view of the caller, for listings."""
+    """The caller as the visibility rule (and the registry's listings) know it."""
     return Viewer(project_id=ctx.project_id, is_admin=ctx.is_admin)
-
-
-def owns(ctx: RequestContext, image: ImageRecord) -> bool:
-    return ctx.project_id is not None and image.owner == ctx.project_id
 
 
 def needs_membership(ctx: RequestContext, image: ImageRecord) -> bool:
     """Does seeing ``image`` depend on whether the caller is one of its members?"""
-    return (not ctx.is_admin and ctx.project_id is not None and image.visibility == "shared"
-            and image.owner is not None and not owns(ctx, image))
+    return viewer(ctx).needs_membership(image)
 
 
 def can_see(ctx: RequestContext, image: ImageRecord, member: MemberRecord | None = None) -> bool:
     """``member`` is the caller's member entry of ``image``, if it has one."""
-    if ctx.is_admin or image.owner is None or owns(ctx, image):
-        return True
-    if image.visibility in OPEN_VISIBILITIES:
-        return True
-    return (image.visibility == "shared" and member is not None
-            and member.member_id == ctx.project_id)
+    return viewer(ctx).sees(
+        image, is_member=member is not None and member.member_id == ctx.project_id)
 
 
 def can_modify(ctx: RequestContext, image: ImageRecord) -> bool:
-    return ctx.is_admin or owns(ctx, image)
+    return ctx.is_admin or viewer(ctx).owns(image)
 
 
 def ensure_visible(

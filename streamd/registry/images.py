@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import logging
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -27,19 +26,24 @@ from sqlalchemy.exc import IntegrityError
 from streamd.errors import BadRequest, Conflict, NotFound
 from streamd.registry.connection import connect
 from streamd.registry.models import Image, ImageMember, ImageProperty, ImageTag
-from streamd.registry.records import CORE_FIELDS, Filter, ImageQuery, ImageRecord, Viewer
-
-log = logging.getLogger("streamd.registry")
+from streamd.registry.records import (
+    CORE_FIELDS,
+    GLANCE_SORT_KEYS,
+    MEMBERS_VISIBILITY,
+    OPEN_VISIBILITIES,
+    Filter,
+    ImageQuery,
+    ImageRecord,
+    Viewer,
+)
 
 images = Image.__table__
 props = ImageProperty.__table__
 tags_t = ImageTag.__table__
 members_t = ImageMember.__table__
 
-SORT_KEYS = (
-    "name", "status", "container_format", "disk_format", "size", "virtual_size", "id",
-    "created_at", "updated_at", "visibility", "owner", "min_disk", "min_ram",
-)
+# what a listing may be ordered by: Glance's keys (all the API offers) and five more columns
+SORT_KEYS = (*GLANCE_SORT_KEYS, "virtual_size", "visibility", "owner", "min_disk", "min_ram")
 FILTER_FIELDS = (
     "id", "name", "status", "visibility", "owner", "container_format", "disk_format", "size",
     "virtual_size", "checksum", "os_hash_value", "protected", "os_hidden", "min_disk",
@@ -67,8 +71,6 @@ _RECORD_COLUMNS = tuple(images.c[f.name] for f in dataclasses.fields(ImageRecord
 _PROPERTIES_OF = sa.select(props).where(props.c.image_id.in_(sa.bindparam("ids", expanding=True)))
 _TAGS_OF = (sa.select(tags_t).where(tags_t.c.image_id.in_(sa.bindparam("ids", expanding=True)))
             .order_by(tags_t.c.value))
-# images anyone may list besides their own (community ones only when asked, as in Glance)
-_SHARED_WITH_ALL = ("public", "community")
 
 
 def utcnow() -> dt.datetime:
@@ -196,9 +198,10 @@ class ImageRegistry:
                 marker_row = conn.execute(
                     sa.select(*_RECORD_COLUMNS).where(images.c.id == query.marker)
                 ).first()
-                if marker_row is None or not self._visible(conn, marker_row, query.viewer):
+                marker = None if marker_row is None else ImageRecord(*marker_row)
+                if marker is None or not self._visible(conn, marker, query.viewer):
                     raise BadRequest(f"Invalid marker {query.marker}: no such image is visible")
-                conds.append(_after(ImageRecord(*marker_row), sort))
+                conds.append(_after(marker, sort))
             if not scopes:
                 return []
             order = _order(images.c, sort)
@@ -219,16 +222,13 @@ class ImageRegistry:
             rows = conn.execute(stmt.limit(query.limit)).all()
             return self._records(conn, rows)
 
-    def _visible(self, conn: sa.Connection, row: Any, viewer: Viewer) -> bool:
+    def _visible(self, conn: sa.Connection, image: ImageRecord, viewer: Viewer) -> bool:
         """May ``viewer`` see this image at all (a member: whatever its answer)?"""
-        if (viewer.is_admin or row.owner is None or row.owner == viewer.project_id
-                or row.visibility in _SHARED_WITH_ALL):  # as streamd.policy.can_see
-            return True
-        if row.visibility != "shared" or viewer.project_id is None:
-            return False
-        return conn.execute(sa.select(members_t.c.status).where(
-            members_t.c.image_id == row.id, members_t.c.member_id == viewer.project_id,
-        )).first() is not None
+        is_member = viewer.needs_membership(image) and conn.execute(
+            sa.select(members_t.c.status).where(
+                members_t.c.image_id == image.id, members_t.c.member_id == viewer.project_id,
+            )).first() is not None
+        return viewer.sees(image, is_member)
 
     def _conditions(self, query: ImageQuery) -> list[sa.ColumnElement[bool]]:
         """The query's filters, tags and properties; hidden images unless os_hidden is asked."""
@@ -260,11 +260,13 @@ class ImageRegistry:
     def _scopes(self, query: ImageQuery) -> list[sa.ColumnElement[bool]]:
         """Disjoint sets of images the viewer may list; a page is merged from one seek in each.
 
-        As in Glance: without a visibility filter, community images are listed only to their
-        owner; with one (``all`` included) they are listed to everyone. Admins see the rest
-        of every project's images; others their own plus the public (and asked-for
-        community) images, plus the ``shared`` images offered to them whose member status
-        is the query's ``member_status`` (``accepted`` unless asked; ``all``: any).
+        ``Viewer.sees`` in SQL, narrowed as Glance narrows listings: without a visibility
+        filter, community images are listed only to their owner; with one (``all``
+        included) they are listed to everyone. Admins see the rest of every project's
+        images; others their own plus the public (and asked-for community) images, plus the
+        ``shared`` images offered to them whose member status is the query's
+        ``member_status`` (``accepted`` unless asked; ``all``: any). An image without an
+        owner is listed by its visibility, as another project's.
         """
         viewer = query.viewer
         asked = [f for f in query.filters if f.field == "visibility"]
@@ -278,19 +280,19 @@ class ImageRegistry:
             if viewer.project_id is not None:
                 scopes.append(sa.and_(images.c.visibility == "community", own))
             return scopes
-        others: Iterable[str] = _SHARED_WITH_ALL if asked else ("public",)
+        others: Iterable[str] = OPEN_VISIBILITIES if asked else ("public",)
         shared = True
         for f in asked:
             if f.op == "eq" and f.value != "all":
                 others = [v for v in others if v == f.value]
-                shared = shared and f.value == "shared"
+                shared = shared and f.value == MEMBERS_VISIBILITY
         scopes = []
         if viewer.project_id is not None:
             scopes.append(own)
             not_own = sa.or_(images.c.owner != viewer.project_id, images.c.owner.is_(None))
             scopes += [sa.and_(images.c.visibility == v, not_own) for v in others]
             if shared:
-                scopes.append(sa.and_(images.c.visibility == "shared", not_own,
+                scopes.append(sa.and_(images.c.visibility == MEMBERS_VISIBILITY, not_own,
                                       images.c.id.in_(self._offered(query))))
         else:
             scopes += [images.c.visibility == v for v in others]

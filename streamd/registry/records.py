@@ -28,6 +28,12 @@ CORE_FIELDS = (
 )
 
 
+# Visibilities every project sees, whoever owns the image.
+OPEN_VISIBILITIES = ("public", "community")
+# The visibility whose images are seen by the projects they are offered to (their members).
+MEMBERS_VISIBILITY = "shared"
+
+
 @dataclass(frozen=True)
 class ImageRecord:
     id: str
@@ -77,10 +83,34 @@ class Usage:
 
 @dataclass(frozen=True)
 class Viewer:
-    """Whose listing this is: admins see every image, others their own and public ones."""
+    """Who is looking at images, and the one statement of which images they may see.
+
+    Glance's rule: admins see every image; a project sees its own images, every image of an
+    ``OPEN_VISIBILITIES`` visibility, the ``shared`` images offered to it (whatever it
+    answered: pending, accepted or rejected) and, as in Glance, images without an owner.
+    ``streamd.policy`` asks it for single images; the registry's listing scopes are its
+    narrower form in SQL (``streamd.registry.images``).
+    """
 
     project_id: str | None
     is_admin: bool = False
+
+    def owns(self, image: ImageRecord) -> bool:
+        return self.project_id is not None and image.owner == self.project_id
+
+    def needs_membership(self, image: ImageRecord) -> bool:
+        """Does seeing ``image`` depend on whether the viewer is one of its members?"""
+        return (self.project_id is not None and image.visibility == MEMBERS_VISIBILITY
+                and not self._sees_regardless(image))
+
+    def sees(self, image: ImageRecord, is_member: bool = False) -> bool:
+        """``is_member``: the viewer's project has a member entry of ``image``."""
+        return self._sees_regardless(image) or (is_member and self.needs_membership(image))
+
+    def _sees_regardless(self, image: ImageRecord) -> bool:
+        """Seen whether or not the viewer is a member."""
+        return (self.is_admin or image.owner is None or self.owns(image)
+                or image.visibility in OPEN_VISIBILITIES)
 
 
 @dataclass(frozen=True)
@@ -90,6 +120,12 @@ class Filter:
     field: str
     op: str
     value: object
+
+
+# Glance's sort keys, the ones ``GET /v2/images`` accepts (in the order its errors name
+# them); the registry orders by these and a few more columns (``registry.images.SORT_KEYS``).
+GLANCE_SORT_KEYS = ("name", "status", "container_format", "disk_format", "size", "id",
+                    "created_at", "updated_at")
 
 
 @dataclass(frozen=True)
