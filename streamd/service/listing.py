@@ -30,11 +30,9 @@ from streamd import policy
 from streamd.config import Settings
 from streamd.context import RequestContext
 from streamd.errors import BadRequest
-from streamd.registry.records import Filter, ImageQuery, ImageRecord
+from streamd.registry.records import GLANCE_SORT_KEYS, Filter, ImageQuery, ImageRecord
 from streamd.service.image_schema import VISIBILITIES
 
-SORT_KEYS = ("name", "status", "container_format", "disk_format", "size", "id", "created_at",
-             "updated_at")
 SORT_DIRS = ("asc", "desc")
 DEFAULT_SORT_DIR = "desc"  # newest first, as in Glance
 TIME_OPS = ("eq", "neq", "gt", "gte", "lt", "lte")
@@ -146,9 +144,9 @@ def _sort(params: Sequence[tuple[str, str]]) -> tuple[tuple[str, str], ...]:
         pairs = list(zip(keys, dirs if len(dirs) > 1 else [default_dir] * len(keys),
                          strict=True))
     for key, direction in pairs:
-        if key not in SORT_KEYS:
+        if key not in GLANCE_SORT_KEYS:
             raise BadRequest(f"Invalid sort key: {key!r}. It must be one of the following: "
-                             f"{', '.join(SORT_KEYS)}.")
+                             f"{', '.join(GLANCE_SORT_KEYS)}.")
         if direction not in SORT_DIRS:
             raise BadRequest(f"Invalid sort direction: {direction!r}. It must be asc or desc.")
     for tie_breaker in ("created_at", "id"):
