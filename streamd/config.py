@@ -8,12 +8,13 @@ names it instead of failing later in the middle of a transfer.
 
 from __future__ import annotations
 
-import dataclasses
 import ipaddress
 import os
 import tomllib
+import types
+import typing
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -108,7 +109,6 @@ class Settings:
     graceful_timeout: float = 10.0
     # quart-trio cuts metadata responses after this long; data routes never go through it
     response_timeout: float = 60.0
-    extra: dict[str, Any] = field(default_factory=dict, compare=False)
 
     @property
     def host(self) -> str:
@@ -141,47 +141,62 @@ class Settings:
         return self.data_dir / "staging"
 
 
-_FIELDS = {f.name: f for f in dataclasses.fields(Settings) if f.name != "extra"}
+# each setting's type, resolved from its annotation: ``int | None``, ``tuple[str, ...]``, …
+_TYPES = typing.get_type_hints(Settings)
 
 
 def _coerce(name: str, value: Any) -> Any:
     """Turn a TOML or environment value into the type of setting ``name``."""
-    kind = _FIELDS[name].type
+    kind = _TYPES[name]
     try:
-        if kind in ("Path", "Path | None"):
-            return Path(str(value))
-        if kind == "int | None" and str(value).strip().lower() in ("", "none", "unlimited"):
-            return None
-        if kind in ("int", "int | None"):
-            if isinstance(value, bool):
-                raise ValueError
-            return int(value)
-        if kind == "tuple[str, ...]":
-            items = value.split(",") if isinstance(value, str) else value
-            if not isinstance(items, list | tuple) or not all(isinstance(i, str) for i in items):
-                raise ValueError
-            return tuple(i.strip() for i in items if i.strip())
-        if kind == "tuple[int, ...]":
-            items = value.split(",") if isinstance(value, str) else value
-            if not isinstance(items, list | tuple) or any(isinstance(i, bool) for i in items):
-                raise ValueError
-            return tuple(int(i) for i in items if str(i).strip())
-        if kind == "float":
-            return float(value)
-        if kind in ("bool", "bool | None"):
-            if isinstance(value, bool):
-                return value
-            text = str(value).strip().lower()
-            if text in ("1", "true", "yes", "on"):
-                return True
-            if text in ("0", "false", "no", "off"):
-                return False
-            raise ValueError
-        if kind in ("str", "str | None"):
-            return str(value)
+        return _convert(kind, value)
     except (TypeError, ValueError):
-        raise ConfigError(f"setting {name!r}: {value!r} is not a valid {kind}") from None
-    return value
+        raise ConfigError(f"setting {name!r}: {value!r} is not a valid {_type_name(kind)}"
+                          ) from None
+
+
+def _convert(kind: Any, value: Any) -> Any:
+    """``value`` as ``kind``; TypeError or ValueError when it is not one."""
+    args = typing.get_args(kind)
+    if isinstance(kind, types.UnionType):  # ``X | None``: an optional setting
+        (kind,) = (a for a in args if a is not type(None))
+        if kind is int and str(value).strip().lower() in ("", "none", "unlimited"):
+            return None
+        return _convert(kind, value)
+    if typing.get_origin(kind) is tuple:  # ``tuple[X, ...]``: a list, or commas in a string
+        item = args[0]
+        items = value.split(",") if isinstance(value, str) else value
+        if not isinstance(items, list | tuple):
+            raise ValueError
+        if item is str and not all(isinstance(i, str) for i in items):
+            raise ValueError  # names are written as strings: [1, 2] is a mistake
+        return tuple(_convert(item, i.strip() if isinstance(i, str) else i) for i in items
+                     if str(i).strip())
+    if kind is bool:
+        if isinstance(value, bool):
+            return value
+        text = str(value).strip().lower()
+        if text in ("1", "true", "yes", "on"):
+            return True
+        if text in ("0", "false", "no", "off"):
+            return False
+        raise ValueError
+    if kind is int:
+        if isinstance(value, bool):
+            raise ValueError
+        return int(value)
+    if kind in (str, Path):
+        return kind(str(value))
+    return kind(value)
+
+
+def _type_name(kind: Any) -> str:
+    """How a setting's type is written in its annotation: ``int | None``, ``Path``, …"""
+    if isinstance(kind, types.UnionType):
+        return " | ".join(_type_name(a) for a in typing.get_args(kind))
+    if typing.get_origin(kind) is not None:
+        return str(kind)
+    return "None" if kind is type(None) else kind.__name__
 
 
 def _check(s: Settings) -> None:
@@ -290,14 +305,14 @@ def load_settings(
         except tomllib.TOMLDecodeError as e:
             raise ConfigError(f"config file {path}: {e}") from None
         for key, value in doc.items():
-            if key not in _FIELDS:
+            if key not in _TYPES:
                 raise ConfigError(f"config file {path}: unknown setting {key!r}")
             values[key] = _coerce(key, value)
     for key, value in env.items():
         if not key.startswith("STREAMD_") or key == "STREAMD_CONFIG" or key == "STREAMD_VENV":
             continue
         name = key[len("STREAMD_"):].lower()
-        if name not in _FIELDS:
+        if name not in _TYPES:
             raise ConfigError(f"environment variable {key}: unknown setting {name!r}")
         values[name] = _coerce(name, value)
     for key, value in (overrides or {}).items():
