@@ -9,7 +9,7 @@ whole body and quart-trio would cut responses after ``RESPONSE_TIMEOUT``. Everyt
 from __future__ import annotations
 
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any
 
 from quart import Response
@@ -17,20 +17,21 @@ from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
 
 from streamd.auth import Authenticator, make_authenticator
-from streamd.http import images, imports, info, members, schemas, tasks, versions
+from streamd.http import data, images, imports, info, members, schemas, staging, tasks, versions
 from streamd.http.context import AUTH_KEY, RUNTIME_KEY, authenticate_request
 from streamd.http.errors import describe, error_body
+from streamd.http.rawasgi import ASGIApp, Receive, Scope, Send
 from streamd.service.runtime import Runtime
 from streamd.units import MiB
 
-ASGIApp = Callable[[dict[str, Any], Callable[..., Awaitable[Any]], Callable[..., Awaitable[Any]]],
-                   Awaitable[None]]
-
 METADATA_BODY_LIMIT = 16 * MiB  # a JSON document or patch, never image data
 
-# (pattern, handler factory) for raw ASGI data routes; filled in by the data module. A
-# handler authenticates its requests with the authenticator it is built with.
-DATA_ROUTES: list[tuple[re.Pattern[str], Callable[[Runtime, Authenticator], ASGIApp]]] = []
+# The raw ASGI data routes, tried in order before the Quart app: (path pattern, handler
+# factory). A handler authenticates its requests with the authenticator it is built with.
+DATA_ROUTES: tuple[tuple[re.Pattern[str], Callable[[Runtime, Authenticator], ASGIApp]], ...] = (
+    (data.FILE_PATH, data.file_handler),
+    (staging.STAGE_PATH, staging.stage_handler),
+)
 
 
 def _json_error(status: int, message: str, headers: dict[str, str] | None = None) -> Response:
@@ -79,15 +80,9 @@ def create_app(rt: Runtime, authenticator: Authenticator | None = None) -> ASGIA
     if authenticator is None:
         authenticator = make_authenticator(rt.settings)
     quart_app = create_quart_app(rt, authenticator)
-    try:
-        import streamd.http.data  # noqa: F401  (registers DATA_ROUTES)
-        import streamd.http.staging  # noqa: F401
-    except ModuleNotFoundError as e:
-        if e.name != "streamd.http.data":
-            raise
     data_routes = [(pattern, factory(rt, authenticator)) for pattern, factory in DATA_ROUTES]
 
-    async def dispatch(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    async def dispatch(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await quart_app(scope, receive, send)
             return

@@ -8,7 +8,8 @@ import pytest
 import trio
 import trio.testing
 
-from streamd.http.data import BodyStalled, Headers, RequestBody, _if_range_holds, _matches
+from streamd.http.data import _if_range_holds, _matches
+from streamd.http.rawasgi import BodyStalled, Headers, RequestBody
 from streamd.io import BytesSource, MemoryStore, SourceAborted, store_stream
 
 
