@@ -1,8 +1,10 @@
 """``streamd serve``: hypercorn's trio worker and the runtime in one nursery.
 
-The nursery owns the registry's thread limiter, the HTTP server and (later) the periodic
-jobs; SIGINT/SIGTERM trigger hypercorn's graceful shutdown, after which the whole nursery
-is cancelled and every resource released.
+The nursery holds the runtime (whose import jobs run in it), the HTTP server and the worker
+processes; inside the runtime's block the primary process repairs what a crash left and
+then runs the periodic jobs in their own nursery, which closes before the runtime does.
+SIGINT/SIGTERM trigger hypercorn's graceful shutdown, after which the whole nursery is
+cancelled and every resource released.
 """
 
 from __future__ import annotations
@@ -11,7 +13,9 @@ import functools
 import logging
 import signal
 import socket
-from collections.abc import Sequence
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
 
 import hypercorn.trio.tcp_server
 import trio
@@ -21,7 +25,9 @@ from hypercorn.trio import serve as hypercorn_serve
 from streamd.auth import open_authenticator
 from streamd.config import Settings
 from streamd.http.app import create_app
-from streamd.service.runtime import open_runtime
+from streamd.service.periodic import periodic_jobs
+from streamd.service.repair import repair_after_crash
+from streamd.service.runtime import Runtime, open_runtime
 from streamd.units import KiB
 
 log = logging.getLogger("streamd")
@@ -83,6 +89,7 @@ async def serve(
     shutdown: trio.Event | None = None,
     worker_command: Sequence[str] | None = None,
     primary: bool = True,
+    clock: Callable[[], float] = time.time,
 ) -> None:
     """Serve until SIGINT/SIGTERM (or ``shutdown`` is set); ``task_status`` gets the bound URLs.
 
@@ -93,7 +100,7 @@ async def serve(
     worker's upload in progress from one a crash interrupted. Workers are children of the
     primary's nursery: a signal to the primary is passed on to them, and one that dies
     takes the server down (exit status 1), so that start-up repair runs before it serves
-    again.
+    again. ``clock`` is the wall clock of the periodic jobs.
     """
     hypercorn.trio.tcp_server.MAX_RECV = SOCKET_READ
     if shutdown is None:  # an Event has no truth value
@@ -103,6 +110,7 @@ async def serve(
         raise ValueError("workers > 1 needs the command that starts a worker")
     async with trio.open_nursery() as nursery:
         async with open_runtime(settings, nursery, primary=primary) as rt, \
+                _upkeep(rt, primary=primary, clock=clock), \
                 open_authenticator(settings) as auth:
             nursery.start_soon(_wait_for_signals, shutdown)
             for n in range(extra):
@@ -119,6 +127,21 @@ async def serve(
             )
             shutdown.set()  # hypercorn may also stop on its own
             nursery.cancel_scope.cancel()
+
+
+@asynccontextmanager
+async def _upkeep(
+    rt: Runtime, *, primary: bool, clock: Callable[[], float]
+) -> AsyncIterator[None]:
+    """What only the primary process does besides serving: start-up repair before any
+    request (and any worker), then the periodic jobs until the block ends, closed before the
+    runtime is. A worker does neither (see ``serve``)."""
+    if not primary:
+        yield
+        return
+    await repair_after_crash(rt)
+    async with periodic_jobs(rt, clock=clock):
+        yield
 
 
 class WorkerDied(RuntimeError):

@@ -8,14 +8,10 @@ one registry call as before.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from streamd import policy
 from streamd.context import RequestContext
 from streamd.registry.records import ImageRecord, MemberRecord
-
-if TYPE_CHECKING:  # runtime imports transfers, which imports this module
-    from streamd.service.runtime import Runtime
+from streamd.service.runtime import Runtime
 
 
 async def membership(rt: Runtime, ctx: RequestContext, image: ImageRecord) -> MemberRecord | None:

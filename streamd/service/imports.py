@@ -17,10 +17,9 @@ remains (glance-direct can be retried at once) or ``queued`` (web-download), wit
   copy to, so it is not offered (``enabled_methods``) and, if enabled anyway, refused as
   Glance refuses a copy to a store that has the image.
 
-A crash during an import is repaired at start-up (``recover_interrupted_imports``):
-``importing`` images go back to ``uploading`` if their stage is there, else ``queued``, and
-unfinished tasks are marked failed. As for uploads, only with the embedded database: with
-a shared one, another node's imports would be reset too.
+A crash during an import is repaired at start-up (``streamd.service.repair``):
+``importing`` images go back to ``uploading`` if their stage is there, else ``queued``
+(``revert_importing``), and unfinished tasks are marked failed.
 """
 
 from __future__ import annotations
@@ -30,7 +29,7 @@ import logging
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import trio
 
@@ -40,14 +39,12 @@ from streamd.context import RequestContext
 from streamd.errors import BadRequest, Conflict, Forbidden, NotFound, StreamdError
 from streamd.io import SizeCapExceeded, StoredObject
 from streamd.io.web_download import SourceUnavailable, UriFilter, UriRefused, open_web_source
-from streamd.registry import Filter, ImageQuery, ImageRecord, Viewer
+from streamd.registry import ImageRecord
 from streamd.registry.tasks import UNFINISHED, TaskRecord
 from streamd.service import quotas
 from streamd.service.access import visible_image
+from streamd.service.runtime import Runtime
 from streamd.units import MiB
-
-if TYPE_CHECKING:  # runtime imports this module
-    from streamd.service.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +55,6 @@ IMPORTING_TO = "os_glance_importing_to_stores"
 FAILED_IMPORT = "os_glance_failed_import"
 # which image statuses each method imports into (Glance's rules and messages)
 _FROM_STATUS = {"glance-direct": "uploading", "web-download": "queued"}
-_RECOVERY_PAGE = 500  # importing images reset per registry query at start-up
 INTERRUPTED = "The server stopped during the import; retry the import."
 
 
@@ -356,8 +352,8 @@ async def _put_back(rt: Runtime, job: _Job, exc: BaseException) -> None:
     else:
         log.warning("IMPORT FAILED image=%s task=%s: %s", job.image_id, job.task_id, reason)
     try:
-        await _revert_image(rt, job.image_id, ",".join(job.stores),
-                            keep_stage=job.method == "glance-direct")
+        await revert_importing(rt, job.image_id, ",".join(job.stores),
+                               keep_stage=job.method == "glance-direct")
     except Exception:
         log.exception("could not put image %s back after its import failed", job.image_id)
     try:
@@ -369,9 +365,11 @@ async def _put_back(rt: Runtime, job: _Job, exc: BaseException) -> None:
         log.exception("could not mark import task %s failed", job.task_id)
 
 
-async def _revert_image(rt: Runtime, image_id: str, stores: str, *, keep_stage: bool) -> None:
+async def revert_importing(rt: Runtime, image_id: str, stores: str, *, keep_stage: bool) -> None:
     """``importing`` back to ``uploading`` if ``keep_stage`` and a stage is there (it can be
-    imported again), else to ``queued``."""
+    imported again), else to ``queued``; ``os_glance_failed_import`` names ``stores``.
+
+    After a failed import, and at start-up for an import a crash interrupted."""
     staged = await rt.staging.stage(image_id) if keep_stage else None
     values: dict[str, Any] = {"status": "uploading" if staged is not None else "queued"}
     if staged is None or not staged.complete:
@@ -391,7 +389,7 @@ async def _delete_quietly(rt: Runtime, location: str) -> None:
         log.exception("could not remove the data of a failed import at %s", location)
 
 
-# -- image deletion and start-up ---------------------------------------------------------------
+# -- image deletion ----------------------------------------------------------------------------
 
 
 async def forget_image(rt: Runtime, image: ImageRecord) -> None:
@@ -409,33 +407,3 @@ async def forget_image(rt: Runtime, image: ImageRecord) -> None:
         return
     if current.location and current.location != image.location:
         await rt.store.delete(current.location)
-
-
-async def recover_interrupted_imports(rt: Runtime) -> int:
-    """Put images left ``importing`` by a crash back where an import can be retried, and
-    mark unfinished tasks failed; return how many images were reset.
-
-    Only safe while no import can be running, i.e. at start-up, and only with the embedded
-    database (see the module docstring).
-    """
-    if not rt.settings.uses_embedded_db:
-        return 0
-    await rt.staging.reap_temp_files()
-    viewer = Viewer(project_id=None, is_admin=True)
-    filters = (Filter("status", "eq", "importing"), Filter("os_hidden", "in", (True, False)))
-    reset = 0
-    while True:
-        stuck = await rt.db(rt.registry.list,
-                            ImageQuery(viewer=viewer, filters=filters, limit=_RECOVERY_PAGE))
-        for image in stuck:
-            await _revert_image(rt, image.id, image.properties.get(IMPORTING_TO, ""),
-                                keep_stage=True)
-            reset += 1
-        if len(stuck) < _RECOVERY_PAGE:
-            break
-    failed = await rt.db(rt.tasks.fail_unfinished, INTERRUPTED,
-                         rt.tasks.clock() + TASK_TIME_TO_LIVE)
-    if reset or failed:
-        log.warning("reset %d image(s) left importing by a crash; marked %d task(s) failed",
-                    reset, failed)
-    return reset

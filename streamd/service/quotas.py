@@ -19,15 +19,12 @@ for one project may together overshoot the byte quota by what each had left at i
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from streamd.context import RequestContext
 from streamd.errors import TooLarge
 from streamd.registry import Filter, ImageQuery, Usage, Viewer, project_usage
+from streamd.service.runtime import Runtime
 from streamd.units import MiB
-
-if TYPE_CHECKING:  # runtime imports transfers, which imports this module
-    from streamd.service.runtime import Runtime
 
 UNLIMITED = -1  # Keystone's unified limits write "no limit" so
 STAGING_STATUSES = ("uploading", "importing")  # statuses of an image that may hold a stage

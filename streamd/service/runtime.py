@@ -1,13 +1,15 @@
 """The long-lived parts of a running server, opened and closed together.
 
 ``open_runtime`` is entered inside the server's nursery: the registry's engine and its
-worker-thread limiter, the stores, the transfer limiter, the import jobs and the periodic
-jobs (the stage reaper) all live exactly as long as that block.
+worker-thread limiter, the stores, the staging area, the transfer slots and the import jobs
+all live exactly as long as that block. The runtime is a container: it runs no use case.
+Start-up repair (``streamd.service.repair``) and the periodic jobs
+(``streamd.service.periodic``) are run by whoever opens it, inside its block, so that they
+are over before the registry's engine is disposed.
 """
 
 from __future__ import annotations
 
-import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -20,11 +22,9 @@ from streamd.io import BufferBudget, ByteSource, Store, UploadResult, store_stre
 from streamd.io.staging import StagingArea
 from streamd.registry import ImageRegistry, MemberRegistry, ensure_current, make_engine
 from streamd.registry.tasks import TaskRegistry
-from streamd.service.imports import recover_interrupted_imports
 from streamd.service.jobs import ImageJobs
-from streamd.service.staging import run_stage_reaper
 from streamd.service.stores import open_store
-from streamd.service.transfers import TransferSlots, recover_interrupted_uploads
+from streamd.service.transfer_slots import TransferSlots
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -84,13 +84,14 @@ async def open_runtime(
     settings: Settings,
     nursery: trio.Nursery,
     *,
-    clock: Callable[[], float] = time.time,
     primary: bool = True,
 ) -> AsyncIterator[Runtime]:
-    """The runtime of a server whose nursery is ``nursery``; ``clock`` is the wall clock
-    of its periodic jobs (tests pass their own). Only the ``primary`` process repairs what
-    a crash left (temp files, ``saving``/``importing`` rows) and runs the periodic jobs:
-    the other workers start after it has."""
+    """The runtime of a server whose nursery is ``nursery`` (where import jobs run).
+
+    Only the ``primary`` process removes the temp files a crash left in the store (when
+    it opens it): a worker, started later, would remove those of uploads running in the
+    others. On exit the import jobs are cancelled and waited for, then the engine goes.
+    """
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     engine = make_engine(settings.registry_url, connections=settings.db_threads)
     try:
@@ -116,10 +117,6 @@ async def open_runtime(
             # one process: claims in memory; several: also an flock each process sees
             jobs=ImageJobs(settings.data_dir / "locks" if settings.workers > 1 else None),
         )
-        if primary:
-            await recover_interrupted_uploads(rt)
-            await recover_interrupted_imports(rt)
-            nursery.start_soon(lambda: run_stage_reaper(rt, clock=clock))
         try:
             yield rt
         finally:

@@ -14,17 +14,14 @@ Beyond Glance, a stage is resumable:
 - ``PUT`` with ``Content-Range: bytes START-END/TOTAL`` appends from START, which must be
   the staged size (else 416 naming it); a ``PUT`` without one into an incomplete stage
   starts it again from byte 0;
-- stages left unchanged for ``stage_max_age`` seconds are removed by a periodic job and
-  their image queued again (``run_stage_reaper``).
+- stages left unchanged for ``stage_max_age`` seconds are removed and their image queued
+  again (``reap_stale_stages``, run by a periodic job: ``streamd.service.periodic``).
 """
 
 from __future__ import annotations
 
 import logging
-import time
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import trio
 
@@ -37,15 +34,9 @@ from streamd.io.staging import Stage, StagedDigests, StageOffsetMismatch
 from streamd.registry import ImageRecord
 from streamd.service import quotas
 from streamd.service.access import visible_image
-
-if TYPE_CHECKING:  # runtime imports this module
-    from streamd.service.runtime import Runtime
+from streamd.service.runtime import Runtime
 
 log = logging.getLogger(__name__)
-
-# seconds between passes of the reaper at most: a stage outlives stage_max_age by at most
-# this much, and a pass costs one directory scan
-REAP_INTERVAL = 600.0
 
 
 @dataclass(frozen=True)
@@ -246,10 +237,6 @@ async def _drop(rt: Runtime, image_id: str) -> None:
 # -- reaping ----------------------------------------------------------------------------------
 
 
-def reap_interval(rt: Runtime) -> float:
-    return min(REAP_INTERVAL, rt.settings.stage_max_age / 2)
-
-
 async def reap_stale_stages(rt: Runtime, *, now: float) -> int:
     """Remove stages unchanged for ``stage_max_age`` seconds at ``now``; return how many.
 
@@ -275,18 +262,3 @@ async def reap_stale_stages(rt: Runtime, *, now: float) -> int:
         log.warning("removed %d stage(s) unchanged for more than %gs (stage_max_age); their "
                     "images are queued again", reaped, rt.settings.stage_max_age)
     return reaped
-
-
-async def run_stage_reaper(rt: Runtime, *, clock: Callable[[], float] = time.time) -> None:
-    """Reap stale stages every ``reap_interval`` seconds, for as long as the server runs.
-
-    ``clock`` is the wall clock that file times are compared with; tests pass their own,
-    with trio's ``MockClock`` driving the waits.
-    """
-    interval = reap_interval(rt)
-    while True:
-        await trio.sleep(interval)
-        try:
-            await reap_stale_stages(rt, now=clock())
-        except Exception:
-            log.exception("reaping stale stages failed; next try in %gs", interval)

@@ -5,15 +5,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from streamd.context import RequestContext
 from streamd.errors import BadRequest, Forbidden
 from streamd.registry.tasks import TASK_STATUSES, TaskQuery, TaskRecord
 from streamd.service.access import visible_image
-
-if TYPE_CHECKING:
-    from streamd.service.runtime import Runtime
+from streamd.service.runtime import Runtime
 
 
 @dataclass(frozen=True)

@@ -10,10 +10,10 @@ Whatever stops it in between (client gone, short body, size cap, full disk, stor
 server shutdown, the image deleted) puts the image back to ``queued`` (retryable) and
 leaves no data behind: the store removes its partial object, and this module removes a
 complete one that the registry did not take. What a crash leaves (``saving`` rows, temp
-files) is repaired at start-up (``recover_interrupted_uploads``, ``open_store``).
+files) is repaired at start-up (``streamd.service.repair``, ``open_store``).
 
 Transfers are admitted, not queued: past ``max_transfers`` the caller gets 503 with
-``Retry-After`` at once (``TransferSlots``).
+``Retry-After`` at once (``streamd.service.transfer_slots``).
 """
 
 from __future__ import annotations
@@ -21,74 +21,22 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
-from collections.abc import AsyncIterator, Iterator
-from typing import TYPE_CHECKING
+from collections.abc import AsyncIterator
 
 import trio
 
 from streamd import policy
 from streamd.context import RequestContext
-from streamd.errors import BadRequest, Conflict, Forbidden, Gone, NotFound, ServiceUnavailable
+from streamd.errors import BadRequest, Conflict, Forbidden, Gone, NotFound
 from streamd.io import ByteSource, SizeCapExceeded, UploadResult
-from streamd.registry import Filter, ImageQuery, ImageRecord, Viewer
+from streamd.registry import ImageRecord
 from streamd.service import quotas
 from streamd.service.access import visible_image
-
-if TYPE_CHECKING:
-    from streamd.service.runtime import Runtime
+from streamd.service.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
-# seconds: how long a refused client should wait; transfers take seconds to minutes, so a
-# shorter hint would mostly bring the same refusal again
-RETRY_AFTER = 5
 REQUIRED_FORMATS = ("disk_format", "container_format")  # Glance refuses data without them
-_RECOVERY_PAGE = 500  # saving images reset per registry query at start-up
-
-
-class TransferSlots:
-    """Admission control for data transfers, and the uploads running in this process.
-
-    At most ``limit`` transfers run at once; one more is refused with 503 and ``Retry-After``
-    instead of waiting, so that a client retries (maybe on another node) rather than hold a
-    connection open. ``cancel_upload`` stops an upload into an image being deleted.
-    """
-
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self.active = 0
-        self._uploads: dict[str, trio.CancelScope] = {}
-
-    @contextlib.contextmanager
-    def slot(self) -> Iterator[None]:
-        if self.active >= self.limit:
-            raise ServiceUnavailable(
-                f"The server is already moving image data for {self.limit} requests, its "
-                f"limit (max_transfers); retry in {RETRY_AFTER} seconds.",
-                headers={"Retry-After": str(RETRY_AFTER)},
-            )
-        self.active += 1
-        try:
-            yield
-        finally:
-            self.active -= 1
-
-    @contextlib.contextmanager
-    def uploading(self, image_id: str) -> Iterator[trio.CancelScope]:
-        """A cancel scope for one upload; ``cancel_upload(image_id)`` cancels it."""
-        scope = trio.CancelScope()
-        self._uploads[image_id] = scope
-        try:
-            with scope:
-                yield scope
-        finally:
-            if self._uploads.get(image_id) is scope:
-                del self._uploads[image_id]
-
-    def cancel_upload(self, image_id: str) -> None:
-        scope = self._uploads.get(image_id)
-        if scope is not None:
-            scope.cancel()
 
 
 async def _get_visible(rt: Runtime, ctx: RequestContext, image_id: str) -> ImageRecord:
@@ -214,34 +162,6 @@ async def _abandon(
             await rt.store.delete(stored.location)
         except Exception:
             log.exception("could not remove the data of failed upload %s", image_id)
-
-
-async def recover_interrupted_uploads(rt: Runtime) -> int:
-    """Put images left ``saving`` by a crash back to ``queued``; return how many.
-
-    Only safe while no upload can be running, i.e. at start-up, and only when this server
-    is the only one using the registry (the embedded SQLite database): with a shared
-    database, another node's upload would be reset too.
-    """
-    if not rt.settings.uses_embedded_db:
-        return 0
-    viewer = Viewer(project_id=None, is_admin=True)
-    filters = (Filter("status", "eq", "saving"), Filter("os_hidden", "in", (True, False)))
-    reset = 0
-    while True:
-        query = ImageQuery(viewer=viewer, filters=filters, limit=_RECOVERY_PAGE)
-        stuck = await rt.db(rt.registry.list, query)
-        for record in stuck:
-            try:
-                await rt.db(rt.registry.transition, record.id, "saving", "queued")
-                reset += 1
-            except (NotFound, Conflict):
-                pass
-        if len(stuck) < _RECOVERY_PAGE:
-            break
-    if reset:
-        log.warning("reset %d image(s) left saving by an interrupted upload to queued", reset)
-    return reset
 
 
 # -- download ----------------------------------------------------------------------------------

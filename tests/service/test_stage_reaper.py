@@ -13,7 +13,7 @@ import trio.testing
 from streamd.config import Settings
 from streamd.context import RequestContext
 from streamd.io import BytesSource
-from streamd.service import staging
+from streamd.service import periodic, staging
 from streamd.service.runtime import Runtime, open_runtime
 
 OWNER = RequestContext(project_id="p1", user_id="u1", roles=frozenset({"member"}))
@@ -40,9 +40,9 @@ async def test_stale_stages_are_reaped(tmp_path: Path,
     settings = Settings(data_dir=tmp_path / "data", stage_max_age=MAX_AGE)
     wall0 = time.time()
     async with trio.open_nursery() as nursery:
-        async with open_runtime(settings, nursery,
-                                clock=lambda: wall0 + trio.current_time()) as rt:
-            interval = staging.reap_interval(rt)
+        async with open_runtime(settings, nursery) as rt, \
+                periodic.periodic_jobs(rt, clock=lambda: wall0 + trio.current_time()):
+            interval = periodic.reap_interval(rt)
             abandoned, complete, touched = [await new_image(rt) for _ in range(3)]
             await staging.stage(rt, OWNER, abandoned, BytesSource(b"half"), size=None,
                                 content_range=staging.ContentRange(0, 3, 8))
