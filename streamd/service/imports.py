@@ -44,6 +44,7 @@ from streamd.registry.tasks import UNFINISHED, TaskRecord
 from streamd.service import quotas
 from streamd.service.access import visible_image
 from streamd.service.runtime import Runtime
+from streamd.service.stored_data import registry_values
 from streamd.units import MiB
 
 log = logging.getLogger(__name__)
@@ -299,39 +300,31 @@ async def _move_stage(rt: Runtime, job: _Job) -> tuple[StoredObject, dict[str, A
         raise Conflict(f"The staged data of image {job.image_id} is gone or incomplete; "
                        "stage it again")
     stored = await rt.staging.move_into(rt.store, job.image_id, stage.digests)
-    digests = stage.digests
-    return stored, {
-        "size": stage.size, "checksum": digests.checksum,
-        "os_hash_algo": digests.os_hash_algo, "os_hash_value": digests.os_hash_value,
-        "xxh3": digests.xxh3, "location": stored.location, "store": rt.store.name,
-    }
+    return stored, registry_values(rt.store.name, stored.location, stage.size, stage.digests)
 
 
 async def _download(rt: Runtime, job: _Job) -> tuple[StoredObject, dict[str, Any]]:
     settings = rt.settings
     assert job.uri is not None
     quota_left = await quotas.remaining_bytes(rt, job.owner)
-    size_cap = settings.image_size_cap
-    if quota_left is not None and quota_left < size_cap:
-        size_cap = quota_left
+    cap = quotas.ByteCap(settings.image_size_cap, quota=quota_left)
     async with open_web_source(job.uri, uri_filter(settings),
                                max_redirects=settings.web_download_max_redirects,
                                read_timeout=settings.upload_idle_timeout) as source:
         try:
             result = await rt.store_stream(
-                source, rt.store, key=job.image_id, size_cap=size_cap,
+                source, rt.store, key=job.image_id, size_cap=cap.size_cap,
                 expected_size=source.content_length,
             )
         except SizeCapExceeded:
-            if quota_left is not None and size_cap == quota_left < settings.image_size_cap:
+            if cap.set_by_quota:
+                assert quota_left is not None
                 raise quotas.size_quota_exceeded(rt, job.owner, quota_left,
                                                  source.content_length) from None
             raise
-    return StoredObject(result.location, result.size), {
-        "size": result.size, "checksum": result.checksum, "os_hash_algo": result.os_hash_algo,
-        "os_hash_value": result.os_hash_value, "xxh3": result.xxh3,
-        "location": result.location, "store": rt.store.name,
-    }
+    return StoredObject(result.location, result.size), registry_values(
+        rt.store.name, result.location, result.size, result
+    )
 
 
 def _reason(exc: BaseException) -> str:

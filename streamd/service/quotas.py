@@ -40,6 +40,31 @@ class QuotaUsage:
     usage: int
 
 
+@dataclass(frozen=True)
+class ByteCap:
+    """The ``size_cap`` one transfer runs under, and whether the owner's quota set it.
+
+    The cap is the least of ``image_size_cap``, where the owner's quota ends (``quota``,
+    counted as the pipeline counts: a resumed stage's pipeline starts at byte 0 of the
+    image; None: no quota) and, for a stage request, where its Content-Range ends
+    (``body``). When the pipeline stops at the cap (``SizeCapExceeded``), the client is
+    told of the quota (413, naming it) only if the quota set the cap; otherwise the
+    pipeline's own error stands.
+    """
+
+    image_size_cap: int
+    quota: int | None = None
+    body: int | None = None
+
+    @property
+    def size_cap(self) -> int:
+        return min(c for c in (self.body, self.quota, self.image_size_cap) if c is not None)
+
+    @property
+    def set_by_quota(self) -> bool:
+        return self.quota is not None and self.size_cap == self.quota < self.image_size_cap
+
+
 async def usage_of(rt: Runtime, owner: str) -> Usage:
     return await rt.db(project_usage, rt.registry.engine, owner)
 

@@ -170,18 +170,19 @@ async def _stage_body(
     body_cap: int | None, *, quota_cap: int | None = None,
 ) -> StageProgress:
     settings = rt.settings
-    size_cap = min(c for c in (body_cap, quota_cap, settings.image_size_cap) if c is not None)
+    cap = quotas.ByteCap(settings.image_size_cap, quota=quota_cap, body=body_cap)
     body = EndOnAbort(source)
     appender = rt.staging.appender(image_id, start)
     with rt.transfers.slot(), rt.transfers.uploading(image_id) as scope:
         try:
             async with rt.staging.prefix(image_id, start) as prefix:
                 result = await rt.store_stream(
-                    ChainedSource(prefix, body), appender, key=image_id, size_cap=size_cap
+                    ChainedSource(prefix, body), appender, key=image_id, size_cap=cap.size_cap
                 )
         except SizeCapExceeded:
             with trio.CancelScope(shield=True):
-                if quota_cap is not None and size_cap == quota_cap < settings.image_size_cap:
+                if cap.set_by_quota:
+                    assert quota_cap is not None
                     owner = (await rt.db(rt.registry.get, image_id)).owner
                     await _drop(rt, image_id)  # a stage past the quota would only hold it
                     raise quotas.stage_quota_exceeded(rt, owner, quota_cap - start) from None

@@ -33,6 +33,7 @@ from streamd.registry import ImageRecord
 from streamd.service import quotas
 from streamd.service.access import visible_image
 from streamd.service.runtime import Runtime
+from streamd.service.stored_data import registry_values
 
 log = logging.getLogger(__name__)
 
@@ -83,9 +84,7 @@ async def upload(
     quota_left = await quotas.remaining_bytes(rt, record.owner)
     if quota_left is not None and (quota_left == 0 or (size is not None and size > quota_left)):
         raise quotas.size_quota_exceeded(rt, record.owner, quota_left, size)
-    size_cap = settings.image_size_cap
-    if quota_left is not None:
-        size_cap = min(size_cap, quota_left)
+    cap = quotas.ByteCap(settings.image_size_cap, quota=quota_left)
     with rt.transfers.slot():
         await rt.db(rt.registry.transition, image_id, "queued", "saving")
         # entered only once this upload owns the image: a loser must not replace the scope
@@ -93,11 +92,10 @@ async def upload(
             stored: UploadResult | None = None
             try:
                 stored = await rt.store_stream(
-                    source, rt.store, key=image_id, size_cap=size_cap, expected_size=size
+                    source, rt.store, key=image_id, size_cap=cap.size_cap, expected_size=size
                 )
-                record = await rt.db(
-                    rt.registry.transition, image_id, "saving", "active", _result_values(rt, stored)
-                )
+                values = registry_values(rt.store.name, stored.location, stored.size, stored)
+                record = await rt.db(rt.registry.transition, image_id, "saving", "active", values)
             except BaseException as exc:
                 with trio.CancelScope(shield=True):
                     # cancelled by delete_data(): the row is about to go, whatever its status
@@ -105,26 +103,14 @@ async def upload(
                 if stored is not None and isinstance(exc, NotFound | Conflict):
                     # the final status change found the row gone (deleted) or changed
                     raise _deleted_during_upload(image_id) from None
-                if (isinstance(exc, SizeCapExceeded) and quota_left is not None
-                        and quota_left < settings.image_size_cap):
+                if isinstance(exc, SizeCapExceeded) and cap.set_by_quota:
+                    assert quota_left is not None
                     raise quotas.size_quota_exceeded(rt, record.owner, quota_left) from None
                 raise
     if scope.cancelled_caught:  # cancelled by delete_data(): the image is gone
         raise _deleted_during_upload(image_id)
     log.info("UPLOAD image=%s size=%d store=%s", image_id, record.size, record.store)
     return record
-
-
-def _result_values(rt: Runtime, stored: UploadResult) -> dict[str, object]:
-    return {
-        "size": stored.size,
-        "checksum": stored.checksum,
-        "os_hash_algo": stored.os_hash_algo,
-        "os_hash_value": stored.os_hash_value,
-        "xxh3": stored.xxh3,
-        "location": stored.location,
-        "store": rt.store.name,
-    }
 
 
 def _deleted_during_upload(image_id: str) -> Gone:
