@@ -149,20 +149,24 @@ def _coerce(name: str, value: Any) -> Any:
     """Turn a TOML or environment value into the type of setting ``name``."""
     kind = _TYPES[name]
     try:
-        return _convert(kind, value)
+        return convert(kind, value)
     except (TypeError, ValueError):
         raise ConfigError(f"setting {name!r}: {value!r} is not a valid {_type_name(kind)}"
                           ) from None
 
 
-def _convert(kind: Any, value: Any) -> Any:
-    """``value`` as ``kind``; TypeError or ValueError when it is not one."""
+def convert(kind: Any, value: Any) -> Any:
+    """A TOML or environment value as ``kind``: bool (true/false, yes/no, on/off, 1/0), int,
+    float, str, Path, ``X | None`` or ``tuple[X, ...]`` (a list, or commas in a string).
+
+    TypeError or ValueError when it is not one; the caller names the setting.
+    """
     args = typing.get_args(kind)
     if isinstance(kind, types.UnionType):  # ``X | None``: an optional setting
         (kind,) = (a for a in args if a is not type(None))
         if kind is int and str(value).strip().lower() in ("", "none", "unlimited"):
             return None
-        return _convert(kind, value)
+        return convert(kind, value)
     if typing.get_origin(kind) is tuple:  # ``tuple[X, ...]``: a list, or commas in a string
         item = args[0]
         items = value.split(",") if isinstance(value, str) else value
@@ -170,7 +174,7 @@ def _convert(kind: Any, value: Any) -> Any:
             raise ValueError
         if item is str and not all(isinstance(i, str) for i in items):
             raise ValueError  # names are written as strings: [1, 2] is a mistake
-        return tuple(_convert(item, i.strip() if isinstance(i, str) else i) for i in items
+        return tuple(convert(item, i.strip() if isinstance(i, str) else i) for i in items
                      if str(i).strip())
     if kind is bool:
         if isinstance(value, bool):
