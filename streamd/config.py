@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from streamd.setting_values import convert
+from streamd.store_config import DEFAULT_FILE_STORE, StoreConfigError, StoreSpec, parse_stores
 from streamd.units import KiB, MiB, TiB
 
 HASH_ALGOS = ("md5", "sha1", "sha224", "sha256", "sha384", "sha512", "xxh3_128", "xxh3_64")
@@ -102,6 +104,10 @@ class Settings:
     # listing
     limit_param_default: int = 25
     api_limit_max: int = 1000
+    # where image data is kept (streamd.store_config): [stores.<id>] tables, and the store
+    # that uploads go to unless a request names another; no tables: one file store
+    stores: tuple[StoreSpec, ...] = (DEFAULT_FILE_STORE,)
+    default_store: str | None = None  # None: the only store (required with several)
     # server
     workers: int = 1
     keep_alive_timeout: float = 75.0
@@ -133,6 +139,10 @@ class Settings:
         return self.uses_embedded_db if self.auto_migrate is None else self.auto_migrate
 
     @property
+    def default_store_id(self) -> str:
+        return self.default_store or self.stores[0].id
+
+    @property
     def images_dir(self) -> Path:
         return self.data_dir / "images"
 
@@ -153,45 +163,6 @@ def _coerce(name: str, value: Any) -> Any:
     except (TypeError, ValueError):
         raise ConfigError(f"setting {name!r}: {value!r} is not a valid {_type_name(kind)}"
                           ) from None
-
-
-def convert(kind: Any, value: Any) -> Any:
-    """A TOML or environment value as ``kind``: bool (true/false, yes/no, on/off, 1/0), int,
-    float, str, Path, ``X | None`` or ``tuple[X, ...]`` (a list, or commas in a string).
-
-    TypeError or ValueError when it is not one; the caller names the setting.
-    """
-    args = typing.get_args(kind)
-    if isinstance(kind, types.UnionType):  # ``X | None``: an optional setting
-        (kind,) = (a for a in args if a is not type(None))
-        if kind is int and str(value).strip().lower() in ("", "none", "unlimited"):
-            return None
-        return convert(kind, value)
-    if typing.get_origin(kind) is tuple:  # ``tuple[X, ...]``: a list, or commas in a string
-        item = args[0]
-        items = value.split(",") if isinstance(value, str) else value
-        if not isinstance(items, list | tuple):
-            raise ValueError
-        if item is str and not all(isinstance(i, str) for i in items):
-            raise ValueError  # names are written as strings: [1, 2] is a mistake
-        return tuple(convert(item, i.strip() if isinstance(i, str) else i) for i in items
-                     if str(i).strip())
-    if kind is bool:
-        if isinstance(value, bool):
-            return value
-        text = str(value).strip().lower()
-        if text in ("1", "true", "yes", "on"):
-            return True
-        if text in ("0", "false", "no", "off"):
-            return False
-        raise ValueError
-    if kind is int:
-        if isinstance(value, bool):
-            raise ValueError
-        return int(value)
-    if kind in (str, Path):
-        return kind(str(value))
-    return kind(value)
 
 
 def _type_name(kind: Any) -> str:
@@ -276,6 +247,13 @@ def _check(s: Settings) -> None:
             raise bad(name, "must be positive")
     if s.limit_param_default > s.api_limit_max:
         raise bad("limit_param_default", "must not exceed api_limit_max")
+    ids = [spec.id for spec in s.stores]
+    if s.default_store is None and len(ids) > 1:
+        raise bad("default_store", f"several stores are configured ({', '.join(ids)}): name "
+                  "the one uploads go to")
+    if s.default_store is not None and s.default_store not in ids:
+        raise bad("default_store", f"{s.default_store!r} is not a configured store "
+                  f"({', '.join(ids)})")
     url = s.database_url
     if url is not None and not url.startswith(("sqlite", "postgresql", "mysql", "mariadb")):
         raise bad("database_url", f"{url!r}: use sqlite://, postgresql+psycopg:// or mysql+pymysql://")
@@ -308,12 +286,20 @@ def load_settings(
             raise ConfigError(f"config file {path}: {e.strerror}") from None
         except tomllib.TOMLDecodeError as e:
             raise ConfigError(f"config file {path}: {e}") from None
+        tables = doc.pop("stores", None)
         for key, value in doc.items():
             if key not in _TYPES:
                 raise ConfigError(f"config file {path}: unknown setting {key!r}")
             values[key] = _coerce(key, value)
+    else:
+        tables = None
+    try:
+        values["stores"] = parse_stores(tables, env)
+    except StoreConfigError as e:
+        raise ConfigError(str(e)) from None
     for key, value in env.items():
-        if not key.startswith("STREAMD_") or key == "STREAMD_CONFIG" or key == "STREAMD_VENV":
+        if (not key.startswith("STREAMD_") or key in ("STREAMD_CONFIG", "STREAMD_VENV")
+                or key.startswith("STREAMD_STORES__")):
             continue
         name = key[len("STREAMD_"):].lower()
         if name not in _TYPES:
