@@ -14,11 +14,13 @@ from streamd.io.ranges import parse_byte_range, resolve_range
 from streamd.io.sources import BytesSource, FileSource, ZeroSource
 from streamd.io.stores import (
     FileStore,
+    LinkingStore,
     MemoryStore,
     Store,
     StoreCapabilities,
     StoredObject,
     ThrottledStore,
+    can_link,
     ignore_sigxfsz,
 )
 
@@ -29,6 +31,7 @@ __all__ = [
     "BytesSource",
     "FileSource",
     "FileStore",
+    "LinkingStore",
     "MemoryStore",
     "ObjectNotFound",
     "SizeCapExceeded",
@@ -42,6 +45,7 @@ __all__ = [
     "ThrottledStore",
     "UploadResult",
     "ZeroSource",
+    "can_link",
     "ignore_sigxfsz",
     "parse_byte_range",
     "resolve_range",

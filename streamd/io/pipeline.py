@@ -105,8 +105,9 @@ async def store_stream(
     """Store everything ``source`` yields under ``key`` while computing its digests.
 
     ``expected_size`` (the request's Content-Length) makes a shorter or longer body a
-    ``SizeMismatch``; ``size_cap`` makes a bigger one ``SizeCapExceeded``, checked before
-    reading when the size is announced, else as soon as the body passes it. ``limiter`` is
+    ``SizeMismatch``, and is passed on to ``store.write`` as ``size``; ``size_cap`` makes a
+    bigger one ``SizeCapExceeded``, checked before reading when the size is announced, else
+    as soon as the body passes it. ``limiter`` is
     not used for the hashers: each has one thread for the whole transfer (two per transfer,
     so the transfer slots bound them), which must not hold tokens that the store's own
     I/O waits for in the same limiter. ``budget`` is where the buffers beyond the
@@ -135,7 +136,7 @@ async def store_stream(
         async with trio.open_nursery() as nursery:
             feeds = [_HashFeed() for _ in threaded]
             write_send, write_recv = trio.open_memory_channel[SharedChunk](pool.depth)
-            nursery.start_soon(_write, store, key, write_recv, written)
+            nursery.start_soon(_write, store, key, expected_size, write_recv, written)
             for hasher, feed in zip(threaded, feeds, strict=True):
                 nursery.start_soon(_hash, hasher, feed)
             consumers: list[_Consumer] = [write_send, *feeds]
@@ -305,13 +306,18 @@ async def _stop_when_cancelled(feed: _HashFeed) -> None:
 async def _write(
     store: Store,
     key: str,
+    size: int | None,
     chunks: trio.MemoryReceiveChannel[SharedChunk],
     written: list[StoredObject],
 ) -> None:
-    """Run ``store.write`` over the chunks; record the object as soon as it exists."""
+    """Run ``store.write`` over the chunks; record the object as soon as it exists.
+
+    ``size`` (the announced ``expected_size``) is passed on: ``_produce`` guarantees the
+    chunks add up to it or never end, which is what ``Store.write`` promises its stores.
+    """
     feed = _ChunkFeed(chunks)
     try:
-        written.append(await store.write(feed, key=key))
+        written.append(await store.write(feed, key=key, size=size))
     finally:
         feed.give_back()
     if not feed.exhausted:

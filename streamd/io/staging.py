@@ -36,13 +36,11 @@ import trio
 from streamd.errors import RangeNotSatisfiable
 from streamd.io.errors import StoreError, StoreFull
 from streamd.io.hashing import new_hasher
-from streamd.io.stores.base import Store, StoreCapabilities, StoredObject, check_key
+from streamd.io.stores.base import Store, StoreCapabilities, StoredObject, can_link, check_key
 from streamd.io.stores.file import READ_CHUNK, FileStore, is_zero
 from streamd.io.threads import BlockingCalls
 
 _META = ".json"
-# link errors that mean "not here, copy instead": another file system, or none of links
-_NO_LINK_ERRNOS = frozenset({errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP})
 _FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
 
 
@@ -126,10 +124,6 @@ class StagingArea:
         cutoff = (time.time() if now is None else now) - older_than
         return await self._calls.io("read", _stale, self.root, cutoff)
 
-    async def image_ids(self) -> list[str]:
-        """Every image with something staged."""
-        return await self._calls.io("read", _stale, self.root, float("inf"))
-
     # -- writing -------------------------------------------------------------------------------
 
     def appender(self, image_id: str, offset: int) -> StageAppender:
@@ -159,21 +153,19 @@ class StagingArea:
     async def move_into(self, store: Store, image_id: str, digests: StagedDigests) -> StoredObject:
         """Make the complete stage of ``image_id`` the store's object ``image_id``.
 
-        A hard link when the store can take one (a file store on the same file system):
-        no byte is copied. Otherwise a streamed copy, checked against the xxh3 computed
-        while staging. The stage itself stays until ``discard``: until the registry has
-        recorded the object, a failure can still go back to it.
+        A hard link when the store can take one (``capabilities.hard_links``, and the stage
+        on the same file system): no byte is copied. Otherwise a streamed copy, checked
+        against the xxh3 computed while staging. The stage itself stays until ``discard``:
+        until the registry has recorded the object, a failure can still go back to it.
         """
-        link_from = getattr(store, "link_from", None)
-        if link_from is not None:
-            try:
-                return await link_from(self.data_path(image_id), key=image_id)
-            except OSError as exc:
-                if exc.errno not in _NO_LINK_ERRNOS:
-                    raise _failure(exc, "move") from exc
+        if can_link(store):
+            linked = await store.link_from(self.data_path(image_id), key=image_id)
+            if linked is not None:
+                return linked
+        size = await self._files.stat(self._location(image_id))
         reader = self._files.read(self._location(image_id))
         try:
-            return await store.write(_Verified(reader, digests.xxh3), key=image_id)
+            return await store.write(_Verified(reader, digests.xxh3), key=image_id, size=size)
         finally:
             await reader.aclose()  # type: ignore[attr-defined]
 
@@ -199,7 +191,9 @@ class StageAppender:
         self._offset = offset
         self.end = offset
 
-    async def write(self, chunks: AsyncIterable[memoryview], *, key: str) -> StoredObject:
+    async def write(
+        self, chunks: AsyncIterable[memoryview], *, key: str, size: int | None = None
+    ) -> StoredObject:
         path = self._area.data_path(self._image_id)
         fd = await self._area._calls.io("write", _open_at, path, self._offset)
         pos = 0
@@ -233,6 +227,9 @@ class StageAppender:
 
     async def stat(self, location: str) -> int:
         return await self._area._files.stat(location)
+
+    async def aclose(self) -> None:
+        """Nothing to release."""
 
 
 class _Prefix:

@@ -203,15 +203,15 @@ async def test_cancellation_mid_stream_leaves_nothing(tmp_path: Path) -> None:
 class LyingStore(MemoryStore):
     """Commits, but reports a size other than what it received."""
 
-    async def write(self, chunks, *, key):  # type: ignore[no-untyped-def]
-        stored = await super().write(chunks, key=key)
+    async def write(self, chunks, *, key, size=None):  # type: ignore[no-untyped-def]
+        stored = await super().write(chunks, key=key, size=size)
         return StoredObject(stored.location, stored.size + 1)
 
 
 class QuittingStore(MemoryStore):
     """Commits after the first chunk, without reading the rest."""
 
-    async def write(self, chunks, *, key):  # type: ignore[no-untyped-def]
+    async def write(self, chunks, *, key, size=None):  # type: ignore[no-untyped-def]
         async for _ in chunks:
             break
         self.objects[key] = b"partial"

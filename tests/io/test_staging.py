@@ -3,6 +3,7 @@ prefix, and a complete stage moves into a store by hard link or by a verified co
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import random
@@ -108,6 +109,26 @@ async def test_move_into_a_file_store_is_a_hard_link(tmp_path: Path) -> None:
     assert os.stat(area.data_path("img")).st_ino == os.stat(store.root / "img").st_ino
     await area.discard("img")
     assert (store.root / "img").read_bytes() == b"linked data"
+
+
+async def test_move_into_a_file_store_that_cannot_link_it_is_a_copy(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another file system (EXDEV): the file store answers None and the stage is copied."""
+    area = StagingArea(tmp_path / "staging")
+    store = FileStore(tmp_path / "images")
+    result = await append(area, "img", 0, BytesSource(b"copied data"))
+    digests = StagedDigests(result.checksum, "sha512", result.os_hash_value, result.xxh3)
+
+    def cross_device(source: Path, target: Path) -> None:
+        raise OSError(errno.EXDEV, "Invalid cross-device link")
+
+    monkeypatch.setattr(os, "link", cross_device)
+    stored = await area.move_into(store, "img", digests)
+    assert stored.size == 11
+    assert os.stat(area.data_path("img")).st_ino != os.stat(store.root / "img").st_ino
+    assert (store.root / "img").read_bytes() == b"copied data"
+    assert os.listdir(store.root) == ["img"]
 
 
 async def test_move_into_another_store_is_a_verified_copy(tmp_path: Path) -> None:

@@ -6,11 +6,12 @@ import random
 from collections.abc import AsyncIterator
 from contextlib import aclosing
 from functools import partial
+from pathlib import Path
 
 import pytest
 import trio
 
-from streamd.io import ObjectNotFound, Store
+from streamd.io import ObjectNotFound, Store, can_link
 from tests.io.conftest import READ_CHUNK, StoreUnderTest
 
 C = READ_CHUNK
@@ -158,4 +159,57 @@ async def test_declares_capabilities(sut: StoreUnderTest) -> None:
     caps = sut.store.capabilities
     assert isinstance(sut.store.name, str) and sut.store.name
     assert isinstance(caps.ranged_reads, bool) and isinstance(caps.sparse_writes, bool)
+    assert isinstance(caps.hard_links, bool)
+    for limit in (caps.max_readers, caps.max_writers):
+        assert limit is None or (isinstance(limit, int) and limit > 0)
     assert not caps.read_only
+    assert can_link(sut.store) == caps.hard_links
+    if caps.hard_links:
+        assert callable(getattr(sut.store, "link_from", None))
+
+
+async def test_aclose_after_use(sut: StoreUnderTest) -> None:
+    stored = await sut.store.write(feed(b"abc"), key="img")
+    await sut.store.delete(stored.location)
+    await sut.store.aclose()
+
+
+@pytest.mark.parametrize("size", [0, 1, 5 * C + 4321])
+async def test_announced_size_round_trip(sut: StoreUnderTest, size: int) -> None:
+    """``size`` given, as the pipeline gives it for a body with a Content-Length."""
+    data = payload(size, seed=size)
+    stored = await sut.store.write(feed(data, [C, 1000]), key="img", size=size)
+    assert stored.size == size
+    assert await read_all(sut.store, stored.location) == data
+    assert await sut.leftovers() == ["img"]
+
+
+async def test_ranged_reads_fetch_only_the_range(sut: StoreUnderTest) -> None:
+    if not sut.store.capabilities.ranged_reads:
+        pytest.skip("declares no ranged reads")
+    if sut.fetched is None:
+        pytest.skip("what this store fetches cannot be counted here")
+    size = 64 * C
+    data = payload(size)
+    stored = await sut.store.write(feed(data), key="img")
+    offset = size - 2 * C - 3
+    before = sut.fetched()
+    assert await read_all(sut.store, stored.location, offset, C) == data[offset : offset + C]
+    # a read-and-discard store would fetch the ~62 chunks before the range
+    assert sut.fetched() - before < 4 * C
+
+
+async def test_declared_hard_links_take_a_local_file(sut: StoreUnderTest, tmp_path: Path) -> None:
+    if not can_link(sut.store):
+        pytest.skip("declares no hard links")
+    data = payload(3 * C + 1)
+    source = tmp_path / "staged"
+    source.write_bytes(data)
+    stored = await sut.store.link_from(source, key="img")
+    assert stored is not None and stored.size == len(data)
+    assert await sut.store.stat(stored.location) == len(data)
+    assert await read_all(sut.store, stored.location) == data
+    assert source.read_bytes() == data  # the caller's name stays
+    assert await sut.leftovers() == ["img"]
+    replaced = await sut.store.link_from(source, key="img")
+    assert replaced is not None and await sut.leftovers() == ["img"]

@@ -1,16 +1,18 @@
 """Image data stores: one protocol (``base``), one module per backend."""
 
-from streamd.io.stores.base import Store, StoreCapabilities, StoredObject
+from streamd.io.stores.base import LinkingStore, Store, StoreCapabilities, StoredObject, can_link
 from streamd.io.stores.file import FileStore, ignore_sigxfsz
 from streamd.io.stores.memory import MemoryStore
 from streamd.io.stores.throttled import ThrottledStore
 
 __all__ = [
     "FileStore",
+    "LinkingStore",
     "MemoryStore",
     "Store",
     "StoreCapabilities",
     "StoredObject",
     "ThrottledStore",
+    "can_link",
     "ignore_sigxfsz",
 ]

@@ -1,16 +1,25 @@
-"""What a store is: the one protocol every backend (file, memory, S3, HTTP) implements.
+"""What a store is: the one protocol every backend (file, memory, Swift, S3, HTTP) implements.
 
 A store keeps whole objects of bytes. It names them itself: ``write`` takes the image id as a
-*key* and answers with a *location* (``file:///…``, ``s3://…``) that the registry records and
-later hands back to ``read``, ``stat`` and ``delete``. Capabilities tell callers, and
-``/v2/info/stores``, what a store can do instead of letting them find out by failing.
+*key* and answers with a *location* (``file:///…``, ``swift://…``, ``s3://…``) that the registry
+records and later hands back to ``read``, ``stat`` and ``delete``. Capabilities tell callers,
+and ``/v2/info/stores``, what a store can do instead of letting them find out by failing:
+callers ask ``capabilities``, never ``hasattr``. What only some stores can do has its own
+protocol (``LinkingStore``), reached through the capability (``can_link``).
+
+Errors, for every store and every call: ``ObjectNotFound`` (no object at that location),
+``StoreFull`` (no room: retry once space is freed), ``StoreError`` (the store failed, perhaps
+for a while: retry). A store turns its OS or client-library errors into these, with messages
+for the API user (no paths, URLs or credentials; the original error as ``__cause__``).
+Every call may be cancelled, and a cancelled ``write`` leaves nothing behind.
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterable, AsyncIterator
 from dataclasses import dataclass
-from typing import Protocol
+from pathlib import Path
+from typing import Protocol, TypeGuard
 
 # 255 is NAME_MAX on Linux; the file store adds a prefix and a suffix for its temp name
 MAX_KEY_LENGTH = 200
@@ -24,20 +33,26 @@ class StoredObject:
     size: int
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class StoreCapabilities:
     """What a store can do, declared so callers plan for it rather than discover it.
 
-    ``ranged_reads``: ``read`` fetches only the bytes asked for (no read-and-discard).
+    ``ranged_reads``: ``read`` fetches only the bytes asked for (no read-and-discard); a
+    store without it still answers ranges, at the cost of reading from the start.
     ``sparse_writes``: all-zero runs cost no space. ``max_readers``/``max_writers``: how
     many transfers the store can take at once (``None``: no limit of its own).
-    ``read_only``: ``write`` and ``delete`` are refused (e.g. the HTTP store).
+    ``hard_links``: the store is a ``LinkingStore`` (``link_from`` takes a local file in
+    without copying it). ``read_only``: ``write`` and ``delete`` are refused (e.g. the HTTP
+    store, whose locations are URLs that someone else wrote).
+
+    A wrapper store declares what it passes on (usually its inner store's capabilities).
     """
 
     ranged_reads: bool
     sparse_writes: bool
     max_readers: int | None
     max_writers: int | None
+    hard_links: bool = False
     read_only: bool = False
 
 
@@ -57,11 +72,20 @@ class Store(Protocol):
     name: str
     capabilities: StoreCapabilities
 
-    async def write(self, chunks: AsyncIterable[memoryview], *, key: str) -> StoredObject:
+    async def write(
+        self, chunks: AsyncIterable[memoryview], *, key: str, size: int | None = None
+    ) -> StoredObject:
         """Store all of ``chunks`` as one object named after ``key``; return where it is.
 
+        ``size`` is the object's exact size when the caller knows it in advance (an upload's
+        Content-Length, a stage or an object being copied): the chunks then add up to exactly
+        ``size`` bytes, or their iteration raises (or the write is cancelled) before it ends.
+        A store may use it to announce the length (every Swift PUT carries one), to size its
+        parts (S3) or to preallocate; it must work without it (a chunked upload).
+
         The object appears only when complete: if ``chunks`` raises, the store fails or the
-        call is cancelled, nothing is left behind (no temp file, no half multipart upload).
+        call is cancelled, nothing is left behind (no temp file, no segments, no half
+        multipart upload). A write under an existing key replaces that object.
         Raises ``StoreFull`` when out of space, ``StoreError`` for other store failures.
         """
         ...
@@ -84,6 +108,33 @@ class Store(Protocol):
     async def stat(self, location: str) -> int:
         """Return the object's size in bytes; raise ``ObjectNotFound`` if there is none."""
         ...
+
+    async def aclose(self) -> None:
+        """Release what the store holds open (connection pools, client threads) at shutdown.
+
+        Nothing to do for a local store. The store is not used afterwards.
+        """
+        ...
+
+
+class LinkingStore(Store, Protocol):
+    """A store that declares ``capabilities.hard_links``: a complete local file can become
+    an object without a byte being copied (the file store, for the staging area's imports)."""
+
+    async def link_from(self, path: Path, *, key: str) -> StoredObject | None:
+        """Make the complete file ``path`` the object ``key`` (replacing one already there).
+
+        ``path`` keeps its own name, for the caller to remove once the object is recorded.
+        Returns None when this file cannot be linked (it is on another file system, or links
+        are not supported there): the caller copies it through ``write`` instead. Raises
+        ``StoreFull``/``StoreError`` like ``write``.
+        """
+        ...
+
+
+def can_link(store: Store) -> TypeGuard[LinkingStore]:
+    """Does ``store`` take local files by hard link? Asks its declared capabilities."""
+    return store.capabilities.hard_links
 
 
 def check_key(key: str) -> str:

@@ -58,6 +58,9 @@ WRITEBACK = 8 * MiB
 # errno values that mean "no room", not "broken": the client may retry once space is freed.
 # EFBIG is what RLIMIT_FSIZE gives once SIGXFSZ is ignored (see ignore_sigxfsz).
 _FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
+# link errors that mean "not here, copy instead": another file system, no links on this one,
+# or too many links to the file already
+_NO_LINK_ERRNOS = frozenset({errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP})
 
 _RWF_NOWAIT: int | None = getattr(os, "RWF_NOWAIT", None)  # Linux >= 4.14
 _O_DIRECT: int = getattr(os, "O_DIRECT", 0)
@@ -106,7 +109,8 @@ class FileStore:
     """Images as files ``<root>/<key>``; location ``file://<absolute path>``."""
 
     capabilities = StoreCapabilities(
-        ranged_reads=True, sparse_writes=True, max_readers=None, max_writers=None
+        ranged_reads=True, sparse_writes=True, max_readers=None, max_writers=None,
+        hard_links=True,
     )
 
     def __init__(
@@ -138,19 +142,24 @@ class FileStore:
                     pass
         raise ObjectNotFound(f"no such image data in store {self.name!r}")
 
-    async def write(self, chunks: AsyncIterable[memoryview], *, key: str) -> StoredObject:
-        """Write ``chunks`` sparse into a temp file, then commit it as ``<key>``."""
+    async def write(
+        self, chunks: AsyncIterable[memoryview], *, key: str, size: int | None = None
+    ) -> StoredObject:
+        """Write ``chunks`` sparse into a temp file, then commit it as ``<key>``.
+
+        ``size`` is not needed: a file grows as it is written.
+        """
         final = self.root / check_key(key)
         temp = _TempFile(self.root / f".{key}.{secrets.token_hex(8)}.tmp")
         await self._calls.io("write", temp.create)
         self._writing.add(temp.path.name)
-        size = 0
+        written = 0
         try:
             async for chunk in chunks:
                 if not is_zero(chunk):  # zeros: leave a hole, no thread hop
-                    await self._calls.io("write", temp.write, chunk, size)
-                size += len(chunk)
-            await self._calls.io("write", temp.commit, size, final)
+                    await self._calls.io("write", temp.write, chunk, written)
+                written += len(chunk)
+            await self._calls.io("write", temp.commit, written, final)
         except BaseException:
             with trio.CancelScope(shield=True):
                 try:
@@ -160,7 +169,7 @@ class FileStore:
             raise
         finally:
             self._writing.discard(temp.path.name)
-        return StoredObject(location=f"file://{final}", size=size)
+        return StoredObject(location=f"file://{final}", size=written)
 
     async def read(
         self, location: str, offset: int = 0, length: int | None = None
@@ -208,28 +217,40 @@ class FileStore:
         except OSError as exc:
             raise _store_failure(exc, "read") from exc
 
-    async def link_from(self, path: Path, *, key: str) -> StoredObject:
-        """Make the complete file ``path`` the object ``key`` without copying its bytes.
+    async def aclose(self) -> None:
+        """Nothing to release: no file stays open between calls."""
+
+    async def link_from(self, path: Path, *, key: str) -> StoredObject | None:
+        """Make the complete file ``path`` the object ``key`` by a hard link (``LinkingStore``).
 
         A hard link under a temp name, renamed over ``<key>`` (an object already there is
-        replaced), then the directory is fsynced: the caller's own name stays, for it to
-        remove once the object is recorded. Only within one file system: ``OSError`` with
-        ``EXDEV`` (or ``EPERM`` where links are not supported) tells the caller to copy.
+        replaced), then the directory is fsynced: the caller's own name stays. None when
+        ``path`` is on another file system (or links are refused there): copy it.
         """
         final = self.root / check_key(key)
         temp = self.root / f".{key}.{secrets.token_hex(8)}.tmp"
 
-        def link() -> int:
-            os.link(path, temp)
+        def link() -> int | None:
+            try:
+                os.link(path, temp)
+            except OSError as exc:
+                if exc.errno in _NO_LINK_ERRNOS:
+                    return None
+                raise
             try:
                 os.rename(temp, final)
             except BaseException:
                 temp.unlink(missing_ok=True)
                 raise
+            # rename() does nothing when both names are links to one file (``final`` was
+            # linked from ``path`` before, e.g. a retried import): the temp name is still there
+            temp.unlink(missing_ok=True)
             _fsync_dir(self.root)
             return final.stat().st_size
 
-        size = await self._calls.run(link)
+        size = await self._calls.io("write", link)
+        if size is None:
+            return None
         return StoredObject(location=f"file://{final}", size=size)
 
     async def reap_temp_files(self, older_than: float, *, now: float | None = None) -> int:

@@ -21,7 +21,8 @@ class MemoryStore:
     """
 
     capabilities = StoreCapabilities(
-        ranged_reads=True, sparse_writes=False, max_readers=None, max_writers=None
+        ranged_reads=True, sparse_writes=False, max_readers=None, max_writers=None,
+        hard_links=False,
     )
 
     def __init__(self, name: str = "memory", *, read_chunk: int = READ_CHUNK) -> None:
@@ -39,8 +40,13 @@ class MemoryStore:
             raise ObjectNotFound(f"no such image data in store {self.name!r}")
         return key
 
-    async def write(self, chunks: AsyncIterable[memoryview], *, key: str) -> StoredObject:
-        """Copy every chunk (they are borrowed), then publish the object at once."""
+    async def write(
+        self, chunks: AsyncIterable[memoryview], *, key: str, size: int | None = None
+    ) -> StoredObject:
+        """Copy every chunk (they are borrowed), then publish the object at once.
+
+        ``size`` is not needed: the object grows as it is copied.
+        """
         check_key(key)
         data = bytearray()
         async for chunk in chunks:
@@ -71,3 +77,6 @@ class MemoryStore:
         """Return the object's size."""
         await trio.lowlevel.checkpoint()
         return len(self.objects[self._key(location)])
+
+    async def aclose(self) -> None:
+        """Nothing to release."""

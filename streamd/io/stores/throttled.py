@@ -1,16 +1,18 @@
 """A store wrapper that pauses on every chunk: a slow disk or link, for back-pressure tests.
 
 The pause goes through an injected ``sleep`` so that tests can use trio's ``MockClock`` (or
-an ``Event``) instead of real time.
+an ``Event``) instead of real time. It declares what the wrapped store declares, and passes on
+what only some stores do (``link_from``, when the wrapped store is a ``LinkingStore``).
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
+from pathlib import Path
 
 import trio
 
-from streamd.io.stores.base import Store, StoreCapabilities, StoredObject
+from streamd.io.stores.base import Store, StoreCapabilities, StoredObject, can_link
 
 
 class ThrottledStore:
@@ -40,11 +42,14 @@ class ThrottledStore:
 
     @property
     def capabilities(self) -> StoreCapabilities:
+        """``inner``'s: slower, it can still do all the same things."""
         return self.inner.capabilities
 
-    async def write(self, chunks: AsyncIterable[memoryview], *, key: str) -> StoredObject:
+    async def write(
+        self, chunks: AsyncIterable[memoryview], *, key: str, size: int | None = None
+    ) -> StoredObject:
         """Hand ``chunks`` to ``inner``, pausing before each one."""
-        return await self.inner.write(_Slowed(self, chunks), key=key)
+        return await self.inner.write(_Slowed(self, chunks), key=key, size=size)
 
     async def read(
         self, location: str, offset: int = 0, length: int | None = None
@@ -67,6 +72,16 @@ class ThrottledStore:
 
     async def stat(self, location: str) -> int:
         return await self.inner.stat(location)
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+    async def link_from(self, path: Path, *, key: str) -> StoredObject | None:
+        """``inner``'s link, without a pause: a link moves no bytes. Only for an ``inner``
+        that declares ``hard_links`` (so does this store, then)."""
+        if not can_link(self.inner):
+            raise TypeError(f"store {self.name!r} does not take hard links")
+        return await self.inner.link_from(path, key=key)
 
 
 class _Slowed:
