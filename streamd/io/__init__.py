@@ -10,6 +10,7 @@ from streamd.io.errors import (
     StoreFull,
 )
 from streamd.io.pipeline import ByteSource, UploadResult, store_stream
+from streamd.io.posix import ignore_sigxfsz
 from streamd.io.ranges import parse_byte_range, resolve_range
 from streamd.io.sources import BytesSource, FileSource, ZeroSource
 from streamd.io.stores import (
@@ -21,7 +22,6 @@ from streamd.io.stores import (
     StoredObject,
     ThrottledStore,
     can_link,
-    ignore_sigxfsz,
 )
 
 __all__ = [

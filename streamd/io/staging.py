@@ -20,13 +20,11 @@ the bytes, and the digests are always those of the bytes on disk.
 
 from __future__ import annotations
 
-import errno
 import json
 import os
-import secrets
 import time
 from collections.abc import AsyncIterable, AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import aclosing, asynccontextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -34,14 +32,19 @@ from typing import Any
 import trio
 
 from streamd.errors import RangeNotSatisfiable
-from streamd.io.errors import StoreError, StoreFull
+from streamd.io import posix
+from streamd.io.errors import ObjectNotFound, StoreError
 from streamd.io.hashing import new_hasher
-from streamd.io.stores.base import Store, StoreCapabilities, StoredObject, can_link, check_key
-from streamd.io.stores.file import READ_CHUNK, FileStore, is_zero
-from streamd.io.threads import BlockingCalls
+from streamd.io.stores.base import (
+    Store,
+    StoreCapabilities,
+    StoredObject,
+    can_link,
+    check_key,
+    check_range,
+)
 
 _META = ".json"
-_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
 
 
 class StageOffsetMismatch(RangeNotSatisfiable):
@@ -84,11 +87,12 @@ class StagingArea:
         root: Path,
         *,
         limiter: trio.CapacityLimiter | None = None,
-        read_chunk: int = READ_CHUNK,
+        read_chunk: int = posix.READ_CHUNK,
     ) -> None:
-        self._files = FileStore(root, "staging", limiter=limiter, read_chunk=read_chunk)
-        self.root = self._files.root
-        self._calls = BlockingCalls(limiter, _failure)
+        root.mkdir(parents=True, exist_ok=True)
+        self.root = root.resolve()
+        self._calls = posix.BlockingCalls(limiter, "the staging area")
+        self._read_chunk = read_chunk
 
     def __repr__(self) -> str:
         return f"StagingArea(root={str(self.root)!r})"
@@ -99,7 +103,8 @@ class StagingArea:
     def _meta_path(self, image_id: str) -> Path:
         return self.root / f"{check_key(image_id)}{_META}"
 
-    def _location(self, image_id: str) -> str:
+    def location(self, image_id: str) -> str:
+        """Where a stage's bytes are, in a store's terms (``StageAppender``'s location)."""
         return f"file://{self.data_path(image_id)}"
 
     # -- reading -------------------------------------------------------------------------------
@@ -107,14 +112,28 @@ class StagingArea:
     async def stage(self, image_id: str) -> Stage | None:
         """What is staged for ``image_id``; None when nothing is (not even an empty stage)."""
         return await self._calls.io("read", _read_stage, self.data_path(image_id),
-                              self._meta_path(image_id))
+                                    self._meta_path(image_id))
 
     @asynccontextmanager
-    async def prefix(self, image_id: str, length: int) -> AsyncIterator[_Prefix]:
+    async def prefix(self, image_id: str, length: int) -> AsyncIterator[_StagedRange]:
         """The first ``length`` staged bytes as a ``ByteSource`` (to hash them again)."""
-        source = _Prefix(self.data_path(image_id), length, self._calls.limiter)
+        source = _StagedRange(self.data_path(image_id), 0, length, self._calls)
         try:
             yield source
+        finally:
+            source.close()
+
+    async def read(
+        self, image_id: str, offset: int = 0, length: int | None = None
+    ) -> AsyncIterator[memoryview]:
+        """Yield the staged bytes ``[offset, offset + length)`` from one reused buffer (a
+        store's ``read``: the buffer is overwritten once the next chunk is asked for)."""
+        length = check_range(offset, length, await self._size(image_id))
+        source = _StagedRange(self.data_path(image_id), offset, length, self._calls)
+        try:
+            buf = memoryview(bytearray(min(length, self._read_chunk)))
+            while got := await source.readinto(buf):
+                yield buf[:got]
         finally:
             source.close()
 
@@ -124,19 +143,27 @@ class StagingArea:
         cutoff = (time.time() if now is None else now) - older_than
         return await self._calls.io("read", _stale, self.root, cutoff)
 
+    async def _size(self, image_id: str) -> int:
+        try:
+            return await self._calls.run(os.path.getsize, self.data_path(image_id))
+        except FileNotFoundError:
+            raise ObjectNotFound("nothing is staged for this image") from None
+        except OSError as exc:
+            raise self._calls.failure(exc, "read") from exc
+
     # -- writing -------------------------------------------------------------------------------
 
     def appender(self, image_id: str, offset: int) -> StageAppender:
         """A one-shot ``Store`` for ``store_stream`` that appends to the stage at ``offset``."""
-        return StageAppender(self, image_id, offset)
+        return StageAppender(self, image_id, offset, self._calls)
 
     async def record(self, image_id: str, *, total: int | None,
                      digests: StagedDigests | None = None) -> None:
         """Write what is known about the whole: ``total`` and, once complete, ``digests``."""
         meta: dict[str, Any] = {"total": total,
                                 "digests": asdict(digests) if digests else None}
-        await self._calls.io("write", _write_atomically, self._meta_path(image_id),
-                       json.dumps(meta).encode())
+        await self._calls.io("write", posix.write_atomically, self._meta_path(image_id),
+                             json.dumps(meta).encode())
 
     async def discard(self, image_id: str) -> None:
         """Remove the stage of ``image_id``; nothing staged is not an error."""
@@ -148,7 +175,7 @@ class StagingArea:
 
     async def reap_temp_files(self) -> int:
         """Remove the temp files of records interrupted by a crash (call at start-up)."""
-        return await self._files.reap_temp_files(older_than=0)
+        return await self._calls.run(posix.reap_temp_files, self.root, time.time())
 
     async def move_into(self, store: Store, image_id: str, digests: StagedDigests) -> StoredObject:
         """Make the complete stage of ``image_id`` the store's object ``image_id``.
@@ -158,16 +185,18 @@ class StagingArea:
         against the xxh3 computed while staging. The stage itself stays until ``discard``:
         until the registry has recorded the object, a failure can still go back to it.
         """
+        path = self.data_path(image_id)
         if can_link(store):
-            linked = await store.link_from(self.data_path(image_id), key=image_id)
+            linked = await store.link_from(path, key=image_id)
             if linked is not None:
                 return linked
-        size = await self._files.stat(self._location(image_id))
-        reader = self._files.read(self._location(image_id))
+        size = await self._size(image_id)
+        source = _StagedRange(path, 0, size, self._calls)
         try:
-            return await store.write(_Verified(reader, digests.xxh3), key=image_id, size=size)
+            chunks = _Verified(source, min(size, self._read_chunk), digests.xxh3)
+            return await store.write(chunks, key=image_id, size=size)
         finally:
-            await reader.aclose()  # type: ignore[attr-defined]
+            source.close()
 
 
 class StageAppender:
@@ -185,17 +214,20 @@ class StageAppender:
         ranged_reads=True, sparse_writes=True, max_readers=None, max_writers=1
     )
 
-    def __init__(self, area: StagingArea, image_id: str, offset: int) -> None:
+    def __init__(
+        self, area: StagingArea, image_id: str, offset: int, calls: posix.BlockingCalls
+    ) -> None:
         self._area = area
         self._image_id = image_id
         self._offset = offset
+        self._calls = calls
         self.end = offset
 
     async def write(
         self, chunks: AsyncIterable[memoryview], *, key: str, size: int | None = None
     ) -> StoredObject:
         path = self._area.data_path(self._image_id)
-        fd = await self._area._calls.io("write", _open_at, path, self._offset)
+        fd = await self._calls.io("write", _open_at, path, self._offset)
         pos = 0
         failed = True
         try:
@@ -204,42 +236,58 @@ class StageAppender:
                 if end > self._offset:
                     start = max(pos, self._offset)
                     data = chunk[start - pos:]
-                    if not is_zero(data):  # zeros: leave a hole, the final ftruncate fills it
-                        await self._area._calls.io("write", _pwrite_all, fd, data, start)
+                    if not posix.is_zero(data):  # zeros: a hole, the final ftruncate fills it
+                        await self._calls.io("write", posix.pwrite_all, fd, data, start)
                     self.end = end
                 pos = end
             failed = False
         finally:
             with trio.CancelScope(shield=True):
                 try:
-                    await self._area._calls.io("write", _finish, fd, self.end)
+                    await self._calls.io("write", _finish, fd, self.end)
                 except StoreError:
                     if not failed:
                         raise
-        return StoredObject(location=self._area._location(self._image_id), size=pos)
+        return StoredObject(location=self._area.location(self._image_id), size=pos)
 
-    def read(self, location: str, offset: int = 0,
-             length: int | None = None) -> AsyncIterator[memoryview]:
-        return self._area._files.read(location, offset, length)
+    async def read(
+        self, location: str, offset: int = 0, length: int | None = None
+    ) -> AsyncIterator[memoryview]:
+        self._check(location)
+        async with aclosing(self._area.read(self._image_id, offset, length)) as chunks:
+            async for chunk in chunks:
+                yield chunk
 
     async def delete(self, location: str) -> None:
         """Nothing: a stage keeps what was written (see the class)."""
 
     async def stat(self, location: str) -> int:
-        return await self._area._files.stat(location)
+        self._check(location)
+        stage = await self._area.stage(self._image_id)
+        if stage is None:
+            raise ObjectNotFound("nothing is staged for this image")
+        return stage.size
 
     async def aclose(self) -> None:
         """Nothing to release."""
 
+    def _check(self, location: str) -> None:
+        if location != self._area.location(self._image_id):
+            raise ObjectNotFound("no such image data in the staging area")
 
-class _Prefix:
-    """Bytes ``[0, length)`` of a staged file, read in worker threads (a ``ByteSource``)."""
 
-    def __init__(self, path: Path, length: int, limiter: trio.CapacityLimiter | None) -> None:
+class _StagedRange:
+    """Bytes ``[offset, offset + length)`` of a staged file, as a ``ByteSource``.
+
+    The file is opened on the first read that needs it (a prefix of 0 bytes never does:
+    a first stage has no file yet); ``close`` is always safe.
+    """
+
+    def __init__(self, path: Path, offset: int, length: int, calls: posix.BlockingCalls) -> None:
         self._path = path
+        self._pos = offset
         self._remaining = length
-        self._pos = 0
-        self._calls = BlockingCalls(limiter, _failure)
+        self._calls = calls
         self._fd: int | None = None
 
     async def readinto(self, buf: memoryview) -> int:
@@ -249,8 +297,7 @@ class _Prefix:
         if self._fd is None:
             self._fd = await self._calls.io("read", os.open, self._path,
                                             os.O_RDONLY | os.O_CLOEXEC)
-        view = buf[:min(len(buf), self._remaining)]
-        n = await self._calls.io("read", os.preadv, self._fd, [view], self._pos)
+        n = await self._calls.pread(self._fd, buf[:min(len(buf), self._remaining)], self._pos)
         if n == 0:
             raise StoreError("the staged data is shorter than recorded; stage it again")
         self._pos += n
@@ -264,10 +311,12 @@ class _Prefix:
 
 
 class _Verified:
-    """A store reader's chunks, whose xxh3 must equal ``expected`` at the end."""
+    """A staged range as a store's ``chunks``, read into one buffer of ``chunk`` bytes;
+    their xxh3 must equal ``expected`` at the end (the bytes have not changed since)."""
 
-    def __init__(self, reader: AsyncIterator[memoryview], expected: str) -> None:
-        self._reader = reader
+    def __init__(self, source: _StagedRange, chunk: int, expected: str) -> None:
+        self._source = source
+        self._buf = memoryview(bytearray(chunk))
         self._expected = expected
         self._hasher = new_hasher("xxh3_128")
 
@@ -275,21 +324,15 @@ class _Verified:
         return self
 
     async def __anext__(self) -> memoryview:
-        try:
-            chunk = await anext(self._reader)
-        except StopAsyncIteration:
+        got = await self._source.readinto(self._buf)
+        if got == 0:
             if self._hasher.hexdigest() != self._expected:
                 raise StoreError("the staged data changed after it was staged; stage it "
-                                 "again") from None
-            raise
+                                 "again")
+            raise StopAsyncIteration
+        chunk = self._buf[:got]
         self._hasher.update(chunk)
         return chunk
-
-
-def _failure(exc: OSError, action: str) -> StoreError | StoreFull:
-    if exc.errno in _FULL_ERRNOS:
-        return StoreFull("the staging area is out of space; retry once space has been freed")
-    return StoreError(f"the staging area failed to {action} the image data; retry later")
 
 
 def _read_stage(data: Path, meta_path: Path) -> Stage | None:
@@ -335,7 +378,7 @@ def _stale(root: Path, cutoff: float) -> list[str]:
 
 def _open_at(path: Path, offset: int) -> int:
     """Open the stage for writing; it must hold exactly ``offset`` bytes."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o640)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, posix.FILE_MODE)
     try:
         size = os.fstat(fd).st_size
         if size != offset:
@@ -349,32 +392,9 @@ def _open_at(path: Path, offset: int) -> int:
         raise
 
 
-def _pwrite_all(fd: int, data: memoryview, offset: int) -> None:
-    while data:
-        written = os.pwrite(fd, data, offset)
-        data = data[written:]
-        offset += written
-
-
 def _finish(fd: int, size: int) -> None:
     """Cut the file to the bytes written (a skipped zero tail is extended), fsync, close."""
     try:
-        os.ftruncate(fd, size)
-        os.fsync(fd)
+        posix.truncate_and_sync(fd, size)
     finally:
         os.close(fd)
-
-
-def _write_atomically(path: Path, data: bytes) -> None:
-    temp = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
-    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o640)
-    try:
-        try:
-            os.write(fd, data)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.rename(temp, path)
-    except BaseException:
-        temp.unlink(missing_ok=True)
-        raise

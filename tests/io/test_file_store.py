@@ -18,9 +18,10 @@ from pathlib import Path
 import pytest
 import trio
 
-from streamd.io import FileStore, ObjectNotFound, StoreFull, ZeroSource, store_stream
+from streamd.io import FileStore, ObjectNotFound, StoreFull, ZeroSource, posix, store_stream
+from streamd.io.posix import is_zero
 from streamd.io.stores import file as file_store
-from streamd.io.stores.file import SPARSE_BLOCK, is_zero
+from streamd.io.stores.file import SPARSE_BLOCK
 from streamd.units import KiB, MiB
 
 BLOCK = 512  # st_blocks unit
@@ -316,17 +317,17 @@ async def test_reads_answered_from_the_page_cache_and_from_a_thread_agree(
     store = FileStore(tmp_path, read_chunk=1 * MiB)
     location = f"file://{tmp_path / 'img'}"
     cached = []
-    real = file_store._read_cached
+    real = posix.read_cached
 
     def counting(fd: int, view: memoryview, offset: int) -> int | None:
         got = real(fd, view, offset)
         cached.append(got)
         return got
 
-    monkeypatch.setattr(file_store, "_read_cached", counting)
+    monkeypatch.setattr(posix, "read_cached", counting)
     expected = (len(data), hashlib.sha256(data).hexdigest())
     assert await read_back_digest(store, location) == expected
     if hasattr(os, "RWF_NOWAIT"):
         assert cached and all(got for got in cached)  # every chunk came from the cache
-    monkeypatch.setattr(file_store, "_read_cached", lambda fd, view, offset: None)
+    monkeypatch.setattr(posix, "read_cached", lambda fd, view, offset: None)
     assert await read_back_digest(store, location) == expected  # all through the thread

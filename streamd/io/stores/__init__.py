@@ -1,7 +1,7 @@
 """Image data stores: one protocol (``base``), one module per backend."""
 
 from streamd.io.stores.base import LinkingStore, Store, StoreCapabilities, StoredObject, can_link
-from streamd.io.stores.file import FileStore, ignore_sigxfsz
+from streamd.io.stores.file import FileStore
 from streamd.io.stores.memory import MemoryStore
 from streamd.io.stores.throttled import ThrottledStore
 
@@ -14,5 +14,4 @@ __all__ = [
     "StoredObject",
     "ThrottledStore",
     "can_link",
-    "ignore_sigxfsz",
 ]

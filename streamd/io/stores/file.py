@@ -1,18 +1,19 @@
 """The file store: one file per image in a local directory, written sparse and atomically.
 
-An upload goes to a temp file ``.<key>.<random>.tmp`` next to its final name, so a partial
-upload never looks complete and a crash leaves only temp names (``reap_temp_files``). The
-commit is ``ftruncate`` (zero tails were skipped), ``fsync``, ``rename`` and ``fsync`` of
-the directory: once ``write`` returns, the object survives a power cut.
+An upload goes to a temp file (``streamd.io.posix.temp_path``) next to its final name, so a
+partial upload never looks complete and a crash leaves only temp names (``reap_temp_files``).
+The commit is ``ftruncate`` (zero tails were skipped), ``fsync``, ``rename`` and ``fsync`` of
+the directory (``posix.publish``): once ``write`` returns, the object survives a power cut.
 
-All-zero runs are skipped by seeking, so a 1 GiB zero image takes no blocks. Detecting them
-costs little: ``bytes.startswith`` against a zero buffer is one ``memcmp`` (~37 µs/MiB of
-zeros, ~0.2 µs on data, which differs in the first bytes); note that ``memoryview ==
-bytes`` compares item by item and is 60× slower.
+All-zero runs are skipped by seeking, so a 1 GiB zero image takes no blocks; detecting them
+costs one ``memcmp`` per MiB (``posix.is_zero``).
 
-Blocking syscalls run in worker threads (``trio.to_thread.run_sync``), bounded by an
-optional ``CapacityLimiter``; a read the page cache can answer at once runs in the event
-loop instead (``RWF_NOWAIT``), since the hop to a thread costs more than the read itself.
+Blocking syscalls run in worker threads (``posix.BlockingCalls``), bounded by an optional
+``CapacityLimiter``; a read the page cache can answer at once runs in the event loop instead
+(``RWF_NOWAIT``), since the hop to a thread costs more than the read itself. What this module
+shares with the staging area (errors, ``pwrite_all``, temp names, the commit, cached reads)
+lives in ``streamd.io.posix``; what is here is the file store's own: object names and
+locations, holes inside a chunk, ``O_DIRECT`` and early writeback.
 
 Aligned writes bypass the page cache (``O_DIRECT``, see ``_TempFile``); for what does not,
 writeback starts while the upload runs: every ``WRITEBACK`` bytes written, Linux's
@@ -26,56 +27,33 @@ from __future__ import annotations
 import ctypes
 import errno
 import os
-import secrets
-import signal
 import time
 from collections.abc import AsyncIterable, AsyncIterator, Callable
 from pathlib import Path
 
 import trio
 
-from streamd.io.errors import ObjectNotFound, StoreError, StoreFull
+from streamd.io import posix
+from streamd.io.errors import ObjectNotFound, StoreError
 from streamd.io.stores.base import (
     StoreCapabilities,
     StoredObject,
     check_key,
     check_range,
 )
-from streamd.io.threads import BlockingCalls
 from streamd.units import KiB, MiB
 
-# bytes per read: 8 warm 1 GiB downloads at once (bench load client) ran 2,084-2,294 MiB/s
-# at 512 KiB against 2,014-2,084 at 1 MiB, with ~10 MiB less peak RSS (the response's
-# buffer and hypercorn's copy of it); 256 KiB: 1,944
-READ_CHUNK = 512 * KiB
 # holes are found at this granularity inside a chunk: a multiple of any file system block
 # and qcow2's default cluster size, so a converted image's unused clusters become holes
 SPARSE_BLOCK = 64 * KiB
-_ZEROS = bytes(1 * MiB)  # compared against whole chunks a slice at a time
 # written bytes handed to the disk at a time: enough for large requests, small enough that
 # the disk works alongside the upload instead of after it (dirty pages are not RSS)
 WRITEBACK = 8 * MiB
-# errno values that mean "no room", not "broken": the client may retry once space is freed.
-# EFBIG is what RLIMIT_FSIZE gives once SIGXFSZ is ignored (see ignore_sigxfsz).
-_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
-# link errors that mean "not here, copy instead": another file system, no links on this one,
-# or too many links to the file already
-_NO_LINK_ERRNOS = frozenset({errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP})
 
-_RWF_NOWAIT: int | None = getattr(os, "RWF_NOWAIT", None)  # Linux >= 4.14
 _O_DIRECT: int = getattr(os, "O_DIRECT", 0)
 # what O_DIRECT asks of a write's address, offset and length: a page covers every logical
 # block size in use; the transfer buffers (``streamd.io.buffers``) are page-aligned
 DIRECT_ALIGN = 4 * KiB
-
-
-def ignore_sigxfsz() -> None:
-    """Make a write past ``RLIMIT_FSIZE`` fail with EFBIG instead of killing the process.
-
-    The default action of SIGXFSZ is to terminate; a server wants one failed upload (507)
-    instead. Call once at start-up, from the main thread.
-    """
-    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
 
 
 def _find_sync_file_range() -> Callable[[int, int, int, int], int] | None:
@@ -93,18 +71,6 @@ _SYNC_FILE_RANGE = _find_sync_file_range()
 _SYNC_FILE_RANGE_WRITE = 2  # start writeback of dirty pages in the range; do not wait
 
 
-def is_zero(data: memoryview) -> bool:
-    """True if every byte of ``data`` is zero (one ``memcmp`` per MiB)."""
-    step = len(_ZEROS)
-    return all(_ZEROS.startswith(data[i : i + step]) for i in range(0, len(data), step))
-
-
-def _store_failure(exc: OSError, action: str) -> StoreError | StoreFull:
-    if exc.errno in _FULL_ERRNOS:
-        return StoreFull("the image store is out of space; retry once space has been freed")
-    return StoreError(f"the image store failed to {action} the image data; retry later")
-
-
 class FileStore:
     """Images as files ``<root>/<key>``; location ``file://<absolute path>``."""
 
@@ -119,12 +85,12 @@ class FileStore:
         name: str = "file",
         *,
         limiter: trio.CapacityLimiter | None = None,
-        read_chunk: int = READ_CHUNK,
+        read_chunk: int = posix.READ_CHUNK,
     ) -> None:
         root.mkdir(parents=True, exist_ok=True)
         self.root = root.resolve()
         self.name = name
-        self._calls = BlockingCalls(limiter, _store_failure)
+        self._calls = posix.BlockingCalls(limiter, "the image store")
         self._read_chunk = read_chunk
         self._writing: set[str] = set()  # temp names of writes in progress, kept from reaping
 
@@ -150,13 +116,13 @@ class FileStore:
         ``size`` is not needed: a file grows as it is written.
         """
         final = self.root / check_key(key)
-        temp = _TempFile(self.root / f".{key}.{secrets.token_hex(8)}.tmp")
+        temp = _TempFile(posix.temp_path(final))
         await self._calls.io("write", temp.create)
         self._writing.add(temp.path.name)
         written = 0
         try:
             async for chunk in chunks:
-                if not is_zero(chunk):  # zeros: leave a hole, no thread hop
+                if not posix.is_zero(chunk):  # zeros: leave a hole, no thread hop
                     await self._calls.io("write", temp.write, chunk, written)
                 written += len(chunk)
             await self._calls.io("write", temp.commit, written, final)
@@ -177,23 +143,18 @@ class FileStore:
         """Yield the range from one buffer per call, refilled in place for each chunk."""
         path = self._path(location)
         try:
-            fd, size = await self._calls.run(_open_for_read, path)
+            fd, size = await self._calls.run(posix.open_for_read, path)
         except FileNotFoundError:
             raise ObjectNotFound(f"no such image data in store {self.name!r}") from None
         except OSError as exc:
-            raise _store_failure(exc, "read") from exc
+            raise self._calls.failure(exc, "read") from exc
         try:
             remaining = check_range(offset, length, size)
             if remaining == 0:
                 return
             buf = memoryview(bytearray(min(remaining, self._read_chunk)))
             while remaining:
-                want = min(remaining, len(buf))
-                got = _read_cached(fd, buf[:want], offset)
-                if got is None:  # not (all) in the page cache: the disk may block, use a thread
-                    got = await self._calls.io("read", os.preadv, fd, [buf[:want]], offset)
-                else:
-                    await trio.lowlevel.checkpoint()  # a cached read never yields otherwise
+                got = await self._calls.pread(fd, buf[: min(remaining, len(buf))], offset)
                 if got == 0:
                     raise StoreError(f"image data in store {self.name!r} is shorter than recorded")
                 yield buf[:got]
@@ -215,7 +176,7 @@ class FileStore:
         except FileNotFoundError:
             raise ObjectNotFound(f"no such image data in store {self.name!r}") from None
         except OSError as exc:
-            raise _store_failure(exc, "read") from exc
+            raise self._calls.failure(exc, "read") from exc
 
     async def aclose(self) -> None:
         """Nothing to release: no file stays open between calls."""
@@ -223,32 +184,10 @@ class FileStore:
     async def link_from(self, path: Path, *, key: str) -> StoredObject | None:
         """Make the complete file ``path`` the object ``key`` by a hard link (``LinkingStore``).
 
-        A hard link under a temp name, renamed over ``<key>`` (an object already there is
-        replaced), then the directory is fsynced: the caller's own name stays. None when
-        ``path`` is on another file system (or links are refused there): copy it.
+        None when ``path`` is on another file system (or links are refused there): copy it.
         """
         final = self.root / check_key(key)
-        temp = self.root / f".{key}.{secrets.token_hex(8)}.tmp"
-
-        def link() -> int | None:
-            try:
-                os.link(path, temp)
-            except OSError as exc:
-                if exc.errno in _NO_LINK_ERRNOS:
-                    return None
-                raise
-            try:
-                os.rename(temp, final)
-            except BaseException:
-                temp.unlink(missing_ok=True)
-                raise
-            # rename() does nothing when both names are links to one file (``final`` was
-            # linked from ``path`` before, e.g. a retried import): the temp name is still there
-            temp.unlink(missing_ok=True)
-            _fsync_dir(self.root)
-            return final.stat().st_size
-
-        size = await self._calls.io("write", link)
+        size = await self._calls.io("write", posix.link_into, path, final)
         if size is None:
             return None
         return StoredObject(location=f"file://{final}", size=size)
@@ -261,7 +200,9 @@ class FileStore:
         an ``older_than`` longer than any upload may stall, or 0 at start-up before serving.
         """
         cutoff = (time.time() if now is None else now) - older_than
-        return await self._calls.run(_reap, self.root, cutoff, frozenset(self._writing))
+        return await self._calls.run(
+            posix.reap_temp_files, self.root, cutoff, frozenset(self._writing)
+        )
 
 
 class _TempFile:
@@ -284,8 +225,7 @@ class _TempFile:
         self._dirty = False  # buffered bytes written since the last writeback hint
 
     def create(self) -> None:
-        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
-        self.fd = os.open(self.path, flags, 0o640)
+        self.fd = posix.open_new(self.path)
         if _O_DIRECT:
             try:
                 self.direct_fd = os.open(self.path, os.O_WRONLY | os.O_CLOEXEC | _O_DIRECT)
@@ -297,7 +237,7 @@ class _TempFile:
         """Write ``data`` at ``offset``, leaving holes for its all-zero ``SPARSE_BLOCK``s."""
         start = None  # first byte of the data run being collected
         for pos in range(0, len(data), SPARSE_BLOCK):
-            if _ZEROS.startswith(data[pos : pos + SPARSE_BLOCK]):
+            if posix.ZEROS.startswith(data[pos : pos + SPARSE_BLOCK]):
                 if start is not None:
                     self._write_all(data[start:pos], offset + start)
                     start = None
@@ -317,7 +257,7 @@ class _TempFile:
         assert self.fd is not None
         if self.direct_fd is not None and _aligned(data, offset):
             try:
-                self._pwrite_all(self.direct_fd, data, offset)
+                posix.pwrite_all(self.direct_fd, data, offset)
                 return
             except OSError as exc:
                 if exc.errno != errno.EINVAL:
@@ -325,28 +265,15 @@ class _TempFile:
                 # the file system wants a larger alignment than DIRECT_ALIGN: stop trying
                 os.close(self.direct_fd)
                 self.direct_fd = None
-        self._pwrite_all(self.fd, data, offset)
+        posix.pwrite_all(self.fd, data, offset)
         self._dirty = True
-
-    @staticmethod
-    def _pwrite_all(fd: int, data: memoryview, offset: int) -> None:
-        while data:
-            written = os.pwrite(fd, data, offset)
-            data = data[written:]
-            offset += written
 
     def commit(self, size: int, final: Path) -> None:
         """Make the file durable under its final name; on failure leave no final name."""
         assert self.fd is not None
-        os.ftruncate(self.fd, size)  # the tail may be a skipped zero run
-        os.fsync(self.fd)
+        posix.truncate_and_sync(self.fd, size)  # the tail may be a skipped zero run
         self.close()
-        os.rename(self.path, final)
-        try:
-            _fsync_dir(final.parent)
-        except BaseException:
-            final.unlink(missing_ok=True)
-            raise
+        posix.publish(self.path, final)
 
     def close(self) -> None:
         # forget first: a closed fd number may be reused at once
@@ -377,54 +304,3 @@ def _aligned(data: memoryview, offset: int) -> bool:
     except (TypeError, ValueError):  # not contiguous, or empty
         return False
     return address % DIRECT_ALIGN == 0
-
-
-def _fsync_dir(path: Path) -> None:
-    dir_fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
-
-
-def _read_cached(fd: int, view: memoryview, offset: int) -> int | None:
-    """Read ``view`` from the page cache without blocking, or return None.
-
-    ``RWF_NOWAIT`` makes ``preadv2`` fail with ``EAGAIN`` instead of waiting for the disk,
-    so a cached read (a hot image, one just uploaded) runs right in the event loop: no
-    thread hop, which is most of a download's per-chunk cost. A read only partly cached
-    answers what it has, or None for the thread to read it all.
-    """
-    if _RWF_NOWAIT is None:
-        return None
-    try:
-        got = os.preadv(fd, [view], offset, _RWF_NOWAIT)
-    except OSError as exc:
-        if exc.errno in (errno.EAGAIN, errno.EOPNOTSUPP, errno.EINVAL):
-            return None
-        raise _store_failure(exc, "read") from exc
-    return got or None  # 0: end of file, or nothing cached; the thread tells them apart
-
-
-def _open_for_read(path: Path) -> tuple[int, int]:
-    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    try:
-        return fd, os.fstat(fd).st_size
-    except BaseException:
-        os.close(fd)
-        raise
-
-
-def _reap(root: Path, cutoff: float, active: frozenset[str]) -> int:
-    removed = 0
-    for entry in os.scandir(root):
-        name = entry.name
-        if not (name.startswith(".") and name.endswith(".tmp")) or name in active:
-            continue
-        try:
-            if entry.stat(follow_symlinks=False).st_mtime < cutoff:
-                os.unlink(entry.path)
-                removed += 1
-        except FileNotFoundError:
-            pass  # finished or reaped meanwhile
-    return removed
