@@ -1,18 +1,18 @@
 """A store wrapper that pauses on every chunk: a slow disk or link, for back-pressure tests.
 
 The pause goes through an injected ``sleep`` so that tests can use trio's ``MockClock`` (or
-an ``Event``) instead of real time. It declares what the wrapped store declares, and passes on
-what only some stores do (``link_from``, when the wrapped store is a ``LinkingStore``).
+an ``Event``) instead of real time. It declares what the wrapped store declares except hard
+links: it stands for a slow store, so data moved into it goes through the pause too.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
-from pathlib import Path
 
 import trio
 
-from streamd.io.stores.base import Store, StoreCapabilities, StoredObject, can_link
+from streamd.io.stores.base import Store, StoreCapabilities, StoredObject
 
 
 class ThrottledStore:
@@ -42,8 +42,8 @@ class ThrottledStore:
 
     @property
     def capabilities(self) -> StoreCapabilities:
-        """``inner``'s: slower, it can still do all the same things."""
-        return self.inner.capabilities
+        """``inner``'s, less hard links (a link would move data past the pause)."""
+        return dataclasses.replace(self.inner.capabilities, hard_links=False)
 
     async def write(
         self, chunks: AsyncIterable[memoryview], *, key: str, size: int | None = None
@@ -75,13 +75,6 @@ class ThrottledStore:
 
     async def aclose(self) -> None:
         await self.inner.aclose()
-
-    async def link_from(self, path: Path, *, key: str) -> StoredObject | None:
-        """``inner``'s link, without a pause: a link moves no bytes. Only for an ``inner``
-        that declares ``hard_links`` (so does this store, then)."""
-        if not can_link(self.inner):
-            raise TypeError(f"store {self.name!r} does not take hard links")
-        return await self.inner.link_from(path, key=key)
 
 
 class _Slowed:
