@@ -34,3 +34,25 @@ def make_server(tmp_path: Path) -> Iterator[object]:
 @pytest.fixture
 def admin_headers() -> dict[str, str]:
     return dict(ADMIN_HEADERS)
+
+
+@pytest.fixture(scope="session")
+def swift_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
+    """A real single-node OpenStack Swift (Swift + S3 API) for the session; skipped, with the
+    packages to install, where Swift is not installed."""
+    from tests.objectstores import SwiftServer, swift_missing
+
+    why = swift_missing()
+    if why:
+        pytest.skip(why)
+    with SwiftServer(tmp_path_factory.mktemp("swift")) as swift:
+        yield swift
+
+
+@pytest.fixture(scope="session")
+def moto_server() -> Iterator[object]:
+    """moto's S3 in server mode for the session."""
+    from tests.objectstores import MotoServer
+
+    with MotoServer() as moto:
+        yield moto

@@ -1,0 +1,473 @@
+"""The Swift store: OpenStack Object Storage (API v1), spoken over plain HTTP with httpx.
+
+One object per image in ``container``. An image larger than ``segment_size`` becomes a static
+large object: its segments go to ``<container>_segments`` under ``<key>/<write id>/``, and a
+manifest published last makes the object appear whole; a write that fails or is cancelled
+deletes the segments it wrote, so nothing half-done is left. When the size is known in
+advance (the pipeline passes ``size``), every PUT carries its ``Content-Length``; when it is
+not (a chunked upload), each segment is sent chunked, as Glance's swift driver does, and an
+image of unknown size is always a static large object (one segment for a small one).
+
+Why httpx and not python-swiftclient: swiftclient's calls block, so they would run in
+worker threads that a cancelled transfer cannot interrupt, and its file-like bodies go out
+8-16 KiB at a time through ``http.client``. httpx runs in the event loop (trio), streams our
+chunks as they are (one copy, in h11), and a cancelled request closes its connection at
+once. The client CPU per byte measured in ``bench/`` decides whether that stays the choice.
+
+Authentication: tempauth/swauth v1 (``auth_url`` ending in ``/auth/v1.0``) or Keystone v3
+(``auth_version = 3``: password of a user scoped to a project), or a fixed
+``storage_url`` + ``token``. A 401 re-authenticates once; a second 401 is a StoreError that
+names the store and says its credentials were refused.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import secrets
+from collections.abc import AsyncIterable, AsyncIterator
+from dataclasses import dataclass
+from urllib.parse import quote
+
+import httpx
+import trio
+
+from streamd.io.errors import ObjectNotFound, StoreError, StoreFull
+from streamd.io.stores.base import StoreCapabilities, StoredObject, check_key, check_range
+from streamd.io.stores.chunks import ChunkCursor
+from streamd.units import MiB
+
+log = logging.getLogger(__name__)
+
+SEGMENT_SIZE = 200 * MiB  # Glance's large_object_chunk_size: few segments, small manifests
+MAX_SEGMENTS = 1000  # Swift's default max_manifest_segments
+CLEANUP_TIMEOUT = 30.0  # seconds a failed write may spend deleting the segments it wrote
+TIMEOUT = httpx.Timeout(connect=10.0, read=120.0, write=120.0, pool=60.0)
+
+
+@dataclass(frozen=True)
+class SwiftCredentials:
+    """How to get a token: v1 (``user``/``key``), Keystone v3, or a fixed token."""
+
+    auth_url: str | None = None
+    user: str | None = None
+    key: str | None = None
+    auth_version: int = 1
+    project: str | None = None
+    user_domain: str = "Default"
+    project_domain: str = "Default"
+    region: str | None = None
+    storage_url: str | None = None  # with ``token``: no authentication call at all
+    token: str | None = None
+
+
+class SwiftStore:
+    """Image data as Swift objects; location ``swift://<store>/<container>/<key>``."""
+
+    capabilities = StoreCapabilities(
+        ranged_reads=True, sparse_writes=False, max_readers=None, max_writers=None
+    )
+
+    def __init__(
+        self,
+        name: str,
+        credentials: SwiftCredentials,
+        *,
+        container: str = "streamd",
+        segment_size: int = SEGMENT_SIZE,
+        create_container: bool = True,
+        client: httpx.AsyncClient | None = None,
+    ) -> None:
+        if segment_size < 1:
+            raise ValueError("segment_size must be positive")
+        self.name = name
+        self.container = container
+        self.segments = f"{container}_segments"
+        self.segment_size = segment_size
+        self._creds = credentials
+        self._create_container = create_container
+        self._client = client or httpx.AsyncClient(timeout=TIMEOUT, follow_redirects=False)
+        self._storage_url = credentials.storage_url
+        self._token = credentials.token
+        self._auth_lock = trio.Lock()
+        self._containers_ready = False
+        self.bytes_fetched = 0  # body bytes received from Swift by reads
+
+    def __repr__(self) -> str:
+        return f"SwiftStore(name={self.name!r}, container={self.container!r})"
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+    # -- locations -------------------------------------------------------------------------
+
+    def _location(self, key: str) -> str:
+        return f"swift://{self.name}/{self.container}/{key}"
+
+    def _key(self, location: str) -> str:
+        prefix = f"swift://{self.name}/{self.container}/"
+        key = location.removeprefix(prefix)
+        if key == location or not key:
+            raise ObjectNotFound(f"no such image data in store {self.name!r}")
+        return key
+
+    # -- the protocol ----------------------------------------------------------------------
+
+    async def write(
+        self, chunks: AsyncIterable[memoryview], *, key: str, size: int | None = None
+    ) -> StoredObject:
+        """Store ``chunks`` as one object; a large one as segments + a manifest (last)."""
+        check_key(key)
+        await self._ensure_containers()
+        cursor = ChunkCursor(chunks)
+        if size is not None and size <= self.segment_size:
+            old = await self._segments_of(key)
+            await self._put(self._object_path(self.container, key), cursor.take(size),
+                            length=size)
+            if not await cursor.at_end():
+                await self._delete_quietly(self._object_path(self.container, key))
+                raise StoreError(f"more data than the {size} bytes announced reached "
+                                 f"store {self.name!r}")
+            await self._delete_all(old)
+            return StoredObject(self._location(key), size)
+        segment = self.segment_size
+        if size is not None:
+            segment = max(segment, math.ceil(size / MAX_SEGMENTS))
+        if size is None and await cursor.at_end():  # empty, and said so only at the end
+            old = await self._segments_of(key)
+            await self._put(self._object_path(self.container, key), b"")
+            await self._delete_all(old)
+            return StoredObject(self._location(key), 0)
+        prefix = f"{key}/{secrets.token_hex(8)}/"
+        written: list[tuple[str, int]] = []
+        try:
+            total = await self._put_segments(cursor, prefix, segment, size, written)
+            old = await self._segments_of(key)
+            manifest = [{"path": f"/{self.segments}/{name}", "size_bytes": n}
+                        for name, n in written]
+            await self._put(self._object_path(self.container, key) + "?multipart-manifest=put",
+                            json.dumps(manifest).encode())
+        except BaseException:
+            with trio.CancelScope(shield=True), trio.move_on_after(CLEANUP_TIMEOUT):
+                for name, _ in written:
+                    await self._delete_quietly(self._object_path(self.segments, name))
+            raise
+        await self._delete_all(old)
+        return StoredObject(self._location(key), total)
+
+    async def _put_segments(
+        self, cursor: ChunkCursor, prefix: str, segment: int, size: int | None,
+        written: list[tuple[str, int]],
+    ) -> int:
+        total = 0
+        while True:
+            if size is not None:
+                length = min(segment, size - total)
+                if length == 0:
+                    break
+            else:
+                length = None
+                if written and await cursor.at_end():
+                    break
+            if len(written) >= MAX_SEGMENTS:
+                raise StoreError(f"image too large for store {self.name!r}: more than "
+                                 f"{MAX_SEGMENTS} segments of {segment} bytes")
+            name = f"{prefix}{len(written):08d}"
+            counter = _Counter()
+            await self._put(self._object_path(self.segments, name),
+                            counter.count(cursor.take(segment)), length=length)
+            if size is not None and counter.n != length:  # pragma: no cover - h11 refuses
+                raise StoreError(f"segment of {counter.n} bytes, {length} expected")
+            written.append((name, counter.n))
+            total += counter.n
+            if counter.n < segment and size is None:
+                break
+        if size is not None and not await cursor.at_end():
+            raise StoreError(f"more data than the {size} bytes announced reached store "
+                             f"{self.name!r}")
+        return total
+
+    async def read(
+        self, location: str, offset: int = 0, length: int | None = None
+    ) -> AsyncIterator[bytes]:
+        """Yield exactly the bytes asked for, with one ranged GET."""
+        path = self._object_path(self.container, self._key(location))
+        size = await self._head_size(path)
+        length = check_range(offset, length, size)
+        if length == 0:
+            return
+        headers = {"Range": f"bytes={offset}-{offset + length - 1}"}
+        async with self._stream("GET", path, headers) as response:
+            if response.status_code not in (200, 206):
+                await response.aread()
+                self._raise_for(response, "read")
+            if response.status_code == 200 and (offset or length != size):
+                raise StoreError(f"store {self.name!r} ignored a byte range")
+            got = 0
+            try:
+                async for data in response.aiter_raw():
+                    got += len(data)
+                    self.bytes_fetched += len(data)
+                    yield data
+            except httpx.TransportError as exc:
+                raise StoreError(f"store {self.name!r} broke off a read: {exc}") from exc
+            if got != length:
+                raise StoreError(f"store {self.name!r} sent {got} of {length} bytes")
+
+    async def delete(self, location: str) -> None:
+        """Delete the object and, for a large one, its segments; a missing one is fine."""
+        try:
+            key = self._key(location)
+        except ObjectNotFound:
+            return
+        path = self._object_path(self.container, key)
+        head = await self._request("HEAD", path)
+        if head.status_code == 404:
+            return
+        if head.status_code not in (200, 204):
+            self._raise_for(head, "delete")
+        if head.headers.get("x-static-large-object", "").lower() == "true":
+            # the manifest and its segments in one call (Swift's bulk delete of the SLO)
+            response = await self._request("DELETE", path + "?multipart-manifest=delete",
+                                           {"Accept": "application/json"})
+            if response.status_code == 200:
+                answer = response.json()
+                if answer.get("Errors") or not answer.get("Response Status", "").startswith(
+                        ("200", "204")):
+                    raise StoreError(f"store {self.name!r} failed to delete a large object: "
+                                     f"{answer.get('Response Status')} {answer.get('Errors')}")
+                return
+        else:
+            response = await self._request("DELETE", path)
+        if response.status_code not in (200, 204, 404):
+            self._raise_for(response, "delete")
+
+    async def stat(self, location: str) -> int:
+        return await self._head_size(self._object_path(self.container, self._key(location)))
+
+    # -- upkeep for tests and operators ----------------------------------------------------
+
+    async def list_names(self) -> list[str]:
+        """Every object in the container and the segment container (segments as paths)."""
+        names: list[str] = []
+        for container in (self.container, self.segments):
+            response = await self._request("GET", f"/{quote(container)}?format=json")
+            if response.status_code == 404:
+                continue
+            if response.status_code != 200:
+                self._raise_for(response, "list")
+            prefix = "" if container == self.container else f"{self.segments}/"
+            names += [prefix + o["name"] for o in response.json()]
+        return names
+
+    # -- HTTP ------------------------------------------------------------------------------
+
+    @staticmethod
+    def _object_path(container: str, name: str) -> str:
+        return f"/{quote(container)}/{quote(name)}"
+
+    async def _ensure_containers(self) -> None:
+        if self._containers_ready or not self._create_container:
+            return
+        for container in (self.container, self.segments):
+            response = await self._request("PUT", f"/{quote(container)}")
+            if response.status_code not in (201, 202, 204):
+                self._raise_for(response, "create container")
+        self._containers_ready = True
+
+    async def _delete_all(self, segment_paths: list[str]) -> None:
+        """Delete the segments of an object that a write has just replaced."""
+        for path in segment_paths:
+            await self._delete_quietly(quote(path))
+
+    async def _delete_quietly(self, path: str) -> None:
+        """Best effort: a failed clean-up is logged, not raised over the real error."""
+        try:
+            response = await self._request("DELETE", path)
+        except StoreError as exc:
+            log.warning("store %s: could not delete %s: %s", self.name, path, exc)
+            return
+        if response.status_code not in (200, 204, 404):
+            log.warning("store %s: could not delete %s: %s", self.name, path,
+                        response.status_code)
+
+    async def _head_size(self, path: str) -> int:
+        response = await self._request("HEAD", path)
+        if response.status_code != 200:
+            self._raise_for(response, "stat")
+        return int(response.headers["content-length"])
+
+    async def _segments_of(self, key: str) -> list[str]:
+        """The segment paths of the current object at ``key`` if it is a large object."""
+        path = self._object_path(self.container, key)
+        response = await self._request("GET", path + "?multipart-manifest=get")
+        if response.status_code != 200:
+            return []
+        if response.headers.get("x-static-large-object", "").lower() != "true":
+            return []
+        return [s["name"] for s in response.json()]
+
+    async def _put(self, path: str, body: AsyncIterator[memoryview] | bytes,
+                   *, length: int | None = None) -> None:
+        headers = {}
+        if isinstance(body, bytes):
+            length = len(body)
+        if length is not None:
+            headers["Content-Length"] = str(length)
+        if isinstance(body, bytes):
+            response = await self._request("PUT", path, headers, content=body)
+        else:
+            # a streamed body cannot be sent twice: authenticate first, no retry on 401
+            await self._auth()
+            try:
+                response = await self._client.request(
+                    "PUT", self._url(path), headers={**headers, **self._auth_headers()},
+                    content=body)
+            except httpx.TransportError as exc:
+                raise StoreError(f"store {self.name!r} failed during a write: {exc}") from exc
+        if response.status_code not in (201, 202):
+            self._raise_for(response, "write")
+
+    def _stream(self, method: str, path: str, headers: dict[str, str]) -> _Streamed:
+        return _Streamed(self, method, path, headers)
+
+    async def _request(
+        self, method: str, path: str, headers: dict[str, str] | None = None,
+        *, content: bytes | None = None,
+    ) -> httpx.Response:
+        for attempt in (1, 2):
+            await self._auth(renew=attempt == 2)
+            try:
+                response = await self._client.request(
+                    method, self._url(path), headers={**(headers or {}), **self._auth_headers()},
+                    content=content)
+            except httpx.TransportError as exc:
+                raise StoreError(f"store {self.name!r} is unreachable: {exc}") from exc
+            if response.status_code != 401:
+                return response
+        return response
+
+    def _url(self, path: str) -> str:
+        assert self._storage_url is not None
+        return self._storage_url.rstrip("/") + path
+
+    def _auth_headers(self) -> dict[str, str]:
+        return {"X-Auth-Token": self._token or ""}
+
+    async def _auth(self, *, renew: bool = False) -> None:
+        async with self._auth_lock:
+            if self._token and self._storage_url and not renew:
+                return
+            creds = self._creds
+            if creds.auth_url is None:
+                if renew:
+                    raise StoreError(f"store {self.name!r} refused its configured token; "
+                                     "check the store's credentials")
+                return
+            try:
+                if creds.auth_version == 3:
+                    self._storage_url, self._token = await self._keystone_v3()
+                else:
+                    self._storage_url, self._token = await self._tempauth()
+            except httpx.TransportError as exc:
+                raise StoreError(f"store {self.name!r}: its auth service is unreachable: "
+                                 f"{exc}") from exc
+
+    async def _tempauth(self) -> tuple[str, str]:
+        creds = self._creds
+        assert creds.auth_url is not None
+        response = await self._client.get(
+            creds.auth_url, headers={"X-Auth-User": creds.user or "",
+                                     "X-Auth-Key": creds.key or ""})
+        if response.status_code in (401, 403):
+            raise StoreError(f"store {self.name!r}: its credentials were refused by "
+                             f"{creds.auth_url} ({response.status_code}); check user and key")
+        if response.status_code >= 300:
+            raise StoreError(f"store {self.name!r}: authentication failed "
+                             f"({response.status_code})")
+        return (creds.storage_url or response.headers["x-storage-url"],
+                response.headers["x-auth-token"])
+
+    async def _keystone_v3(self) -> tuple[str, str]:
+        creds = self._creds
+        assert creds.auth_url is not None
+        body = {"auth": {
+            "identity": {"methods": ["password"], "password": {"user": {
+                "name": creds.user, "password": creds.key,
+                "domain": {"name": creds.user_domain}}}},
+            "scope": {"project": {"name": creds.project,
+                                  "domain": {"name": creds.project_domain}}},
+        }}
+        response = await self._client.post(creds.auth_url.rstrip("/") + "/auth/tokens",
+                                           json=body)
+        if response.status_code in (401, 403):
+            raise StoreError(f"store {self.name!r}: Keystone refused its credentials "
+                             f"({response.status_code}); check user, password and project")
+        if response.status_code >= 300:
+            raise StoreError(f"store {self.name!r}: Keystone answered {response.status_code}")
+        token = response.headers["x-subject-token"]
+        if creds.storage_url:
+            return creds.storage_url, token
+        for service in response.json()["token"].get("catalog", []):
+            if service.get("type") != "object-store":
+                continue
+            for endpoint in service.get("endpoints", []):
+                if endpoint.get("interface") == "public" and (
+                        creds.region is None or endpoint.get("region") == creds.region):
+                    return endpoint["url"], token
+        raise StoreError(f"store {self.name!r}: no object-store endpoint in Keystone's "
+                         "catalog; set storage_url")
+
+    def _raise_for(self, response: httpx.Response, action: str) -> None:
+        status = response.status_code
+        if status == 404:
+            raise ObjectNotFound(f"no such image data in store {self.name!r}")
+        if status == 507:
+            raise StoreFull(f"store {self.name!r} is out of space")
+        if status == 401:
+            raise StoreError(f"store {self.name!r} refused its credentials ({action}); "
+                             "check the store's settings")
+        raise StoreError(f"store {self.name!r} failed to {action}: {status} "
+                         f"{response.reason_phrase}")
+
+
+class _Streamed:
+    """``async with`` a streamed response, authenticated (once renewed on 401)."""
+
+    def __init__(self, store: SwiftStore, method: str, path: str,
+                 headers: dict[str, str]) -> None:
+        self._store, self._method, self._path, self._headers = store, method, path, headers
+        self._response: httpx.Response | None = None
+
+    async def __aenter__(self) -> httpx.Response:
+        store = self._store
+        for attempt in (1, 2):
+            await store._auth(renew=attempt == 2)
+            request = store._client.build_request(
+                self._method, store._url(self._path),
+                headers={**self._headers, **store._auth_headers()})
+            try:
+                self._response = await store._client.send(request, stream=True)
+            except httpx.TransportError as exc:
+                raise StoreError(f"store {store.name!r} is unreachable: {exc}") from exc
+            if self._response.status_code != 401 or attempt == 2:
+                return self._response
+            await self._response.aclose()
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._response is not None:
+            await self._response.aclose()
+
+
+class _Counter:
+    """Counts the bytes an iterator passes on."""
+
+    def __init__(self) -> None:
+        self.n = 0
+
+    async def count(self, chunks: AsyncIterator[memoryview]) -> AsyncIterator[memoryview]:
+        async for chunk in chunks:
+            self.n += len(chunk)
+            yield chunk
