@@ -8,7 +8,14 @@ the logs. Each docstring says whether retrying the same request can succeed.
 
 from __future__ import annotations
 
-from streamd.errors import BadRequest, InsufficientStorage, NotFound, ServiceUnavailable, TooLarge
+from streamd.errors import (
+    BadRequest,
+    Gone,
+    InsufficientStorage,
+    NotFound,
+    ServiceUnavailable,
+    TooLarge,
+)
 
 
 class StoreFull(InsufficientStorage):
@@ -21,6 +28,12 @@ class ObjectNotFound(NotFound):
 
 class StoreError(ServiceUnavailable):
     """The store failed for a reason that may be transient (I/O error, store down). Retry."""
+
+
+class StoreReadOnly(Gone):
+    """The store only reads (an HTTP store: its locations are URLs someone else wrote), so
+    nothing can be written to it. 410, as Glance answers its ``StoreAddDisabled``. Retrying
+    will not help; write to another store."""
 
 
 class SizeCapExceeded(TooLarge):
