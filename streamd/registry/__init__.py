@@ -7,6 +7,7 @@ from streamd.registry.records import (
     ImageQuery,
     ImageRecord,
     MemberRecord,
+    StoredCopy,
     Usage,
     Viewer,
 )
@@ -22,6 +23,7 @@ __all__ = [
     "MemberRecord",
     "MemberRegistry",
     "SchemaOutOfDate",
+    "StoredCopy",
     "Usage",
     "Viewer",
     "ensure_current",

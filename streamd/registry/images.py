@@ -9,6 +9,10 @@ an admin's from ``ix_images_created_at_id``, anyone else's merged from two index
 in the viewer's own images and one in the public ones, so the cost of a page does not grow
 with the number of images or with how deep the marker is. Images shared with the viewer
 (``image_members``) are one more seek, from the viewer's memberships by status.
+
+An image's data may be in several stores (Glance's multi-store): each copy is a row of
+``image_locations``, and every record comes back with all of them (``ImageRecord.locations``),
+read like its tags, with one more query per page.
 """
 
 from __future__ import annotations
@@ -23,9 +27,9 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
-from streamd.errors import BadRequest, Conflict, NotFound
+from streamd.errors import BadRequest, Conflict, Forbidden, NotFound
 from streamd.registry.connection import connect
-from streamd.registry.models import Image, ImageMember, ImageProperty, ImageTag
+from streamd.registry.models import Image, ImageLocation, ImageMember, ImageProperty, ImageTag
 from streamd.registry.records import (
     CORE_FIELDS,
     GLANCE_SORT_KEYS,
@@ -34,6 +38,7 @@ from streamd.registry.records import (
     Filter,
     ImageQuery,
     ImageRecord,
+    StoredCopy,
     Viewer,
 )
 
@@ -41,6 +46,7 @@ images = Image.__table__
 props = ImageProperty.__table__
 tags_t = ImageTag.__table__
 members_t = ImageMember.__table__
+locations_t = ImageLocation.__table__
 
 # what a listing may be ordered by: Glance's keys (all the API offers) and five more columns
 SORT_KEYS = (*GLANCE_SORT_KEYS, "virtual_size", "visibility", "owner", "min_disk", "min_ram")
@@ -71,11 +77,31 @@ _RECORD_COLUMNS = tuple(images.c[f.name] for f in dataclasses.fields(ImageRecord
 _PROPERTIES_OF = sa.select(props).where(props.c.image_id.in_(sa.bindparam("ids", expanding=True)))
 _TAGS_OF = (sa.select(tags_t).where(tags_t.c.image_id.in_(sa.bindparam("ids", expanding=True)))
             .order_by(tags_t.c.value))
+_LOCATIONS_OF = (
+    sa.select(locations_t.c.image_id, locations_t.c.store, locations_t.c.location)
+    .where(locations_t.c.image_id.in_(sa.bindparam("ids", expanding=True)))
+    .order_by(locations_t.c.created_at, locations_t.c.store)
+)
 
 
 def utcnow() -> dt.datetime:
     """Now, naive UTC, whole seconds: what every database stores the same way."""
     return dt.datetime.now(dt.UTC).replace(tzinfo=None, microsecond=0)
+
+
+def _copy_of(values: Mapping[str, Any]) -> tuple[StoredCopy, ...] | None:
+    """The copy that ``values``' ``location`` and ``store`` name: None when they name none
+    (the copies stay as they are), ``()`` for ``location: None`` (the image has no data)."""
+    if "location" not in values:
+        if "store" in values:
+            raise ValueError("a store is written with the location of the data in it")
+        return None
+    location, store = values["location"], values.get("store")
+    if location is None:
+        return ()
+    if not store:
+        raise ValueError(f"the copy at {location!r} needs the id of its store")
+    return (StoredCopy(store, location),)
 
 
 def _naive_utc(value: dt.datetime) -> dt.datetime:
@@ -311,12 +337,16 @@ class ImageRegistry:
         ids = [r.id for r in rows]
         prop_map: dict[str, dict[str, str]] = {i: {} for i in ids}
         tag_map: dict[str, list[str]] = {i: [] for i in ids}
+        copy_map: dict[str, list[StoredCopy]] = {i: [] for i in ids}
         if ids:
             for p in conn.execute(_PROPERTIES_OF, {"ids": ids}):
                 prop_map[p.image_id][p.name] = p.value
             for t in conn.execute(_TAGS_OF, {"ids": ids}):
                 tag_map[t.image_id].append(t.value)
-        return [ImageRecord(*r, properties=prop_map[r.id], tags=tuple(tag_map[r.id]))
+            for c in conn.execute(_LOCATIONS_OF, {"ids": ids}):
+                copy_map[c.image_id].append(StoredCopy(c.store, c.location))
+        return [ImageRecord(*r, properties=prop_map[r.id], tags=tuple(tag_map[r.id]),
+                            locations=tuple(copy_map[r.id]))
                 for r in rows]
 
     # -- writing -----------------------------------------------------------------------------
@@ -328,7 +358,9 @@ class ImageRegistry:
         tags: Iterable[str] = (),
         image_id: str | None = None,
     ) -> ImageRecord:
+        """A new image; ``values`` may carry the ``location``/``store`` of its first copy."""
         now = self.clock()
+        copies = _copy_of(values) or ()
         row = {
             "min_disk": 0, "min_ram": 0, "protected": False, "os_hidden": False,
             "status": "queued", "visibility": "shared",
@@ -350,6 +382,7 @@ class ImageRegistry:
                     conn.execute(tags_t.insert(), [
                         {"image_id": row["id"], "value": t} for t in unique_tags
                     ])
+                self._write_copies(conn, row["id"], copies, now)
         except IntegrityError:
             raise Conflict(f"An image with identifier {row['id']} already exists") from None
         # what was stored, without reading it back (3 queries, a third of a create's
@@ -359,6 +392,7 @@ class ImageRegistry:
             *(row.get(column.name) for column in _RECORD_COLUMNS),
             properties=dict(properties or {}),
             tags=tuple(unique_tags),
+            locations=copies,
         )
 
     def update(
@@ -370,16 +404,26 @@ class ImageRegistry:
         tags: Iterable[str] | None = None,
         expected_status: Iterable[str] | None = None,
     ) -> ImageRecord:
-        """Apply one change atomically; with ``expected_status`` only from those statuses."""
+        """Apply one change atomically; with ``expected_status`` only from those statuses.
+
+        ``location`` and ``store`` in ``values`` record where the data just written is:
+        that copy replaces every other one (an upload is the image's first copy);
+        ``location: None`` leaves the image without any.
+        """
+        copies = _copy_of(values or {})
         values = {k: v for k, v in (values or {}).items() if k in CORE_FIELDS}
+        now = self.clock()
         with self._connection(write=True) as conn:
             stmt = images.update().where(images.c.id == image_id)
             if expected_status is not None:
                 expected_status = list(expected_status)
                 stmt = stmt.where(images.c.status.in_(expected_status))
-            result = conn.execute(stmt.values(**values, updated_at=self.clock()))
+            result = conn.execute(stmt.values(**values, updated_at=now))
             if result.rowcount == 0:
                 self._raise_missing_or_conflict(conn, image_id, expected_status)
+            if copies is not None:
+                conn.execute(locations_t.delete().where(locations_t.c.image_id == image_id))
+                self._write_copies(conn, image_id, copies, now)
             removed = list(remove_properties)
             if removed:
                 conn.execute(props.delete().where(props.c.image_id == image_id,
@@ -411,6 +455,81 @@ class ImageRegistry:
         expected = (expected,) if isinstance(expected, str) else tuple(expected)
         return self.update(image_id, {**(values or {}), "status": new_status},
                            expected_status=expected)
+
+    def _write_copies(self, conn: sa.Connection, image_id: str,
+                      copies: Sequence[StoredCopy], now: dt.datetime) -> None:
+        if copies:
+            conn.execute(locations_t.insert(), [
+                {"image_id": image_id, "store": c.store, "location": c.location,
+                 "created_at": now} for c in copies
+            ])
+
+    # -- copies of the data (multi-store) ----------------------------------------------------
+
+    def add_location(self, image_id: str, store: str, location: str) -> ImageRecord:
+        """Record one more copy of an active image's data, in a store that has none yet.
+
+        Conflict when the image is not active (its data is not complete anywhere, or it is
+        deactivated) or already has a copy in ``store``; the image row is updated in the
+        same transaction, so this waits for, or fails after, a concurrent status change.
+        """
+        now = self.clock()
+        try:
+            with self._connection(write=True) as conn:
+                result = conn.execute(
+                    images.update().where(images.c.id == image_id, images.c.status == "active")
+                    .values(updated_at=now))
+                if result.rowcount == 0:
+                    self._raise_missing_or_conflict(conn, image_id, ("active",))
+                self._write_copies(conn, image_id, [StoredCopy(store, location)], now)
+        except IntegrityError:
+            raise Conflict(f"Image {image_id} already has a copy in store {store}") from None
+        return self.get(image_id)
+
+    def remove_location(
+        self, image_id: str, store: str, expected_status: Iterable[str] | None = None
+    ) -> ImageRecord:
+        """Forget the copy in ``store`` (its data is the caller's to delete) and say what is left.
+
+        NotFound when the image or its copy in ``store`` is missing; Forbidden for the last
+        copy, as Glance answers ``DELETE /v2/stores/{store}/{image}`` (delete the image
+        instead); with ``expected_status`` Conflict from any other status. The image row is
+        locked first, so two removals of an image's last two copies cannot both succeed.
+        """
+        with self._connection(write=True) as conn:
+            stmt = images.update().where(images.c.id == image_id)
+            if expected_status is not None:
+                expected_status = list(expected_status)
+                stmt = stmt.where(images.c.status.in_(expected_status))
+            if conn.execute(stmt.values(updated_at=self.clock())).rowcount == 0:
+                self._raise_missing_or_conflict(conn, image_id, expected_status)
+            stores = conn.execute(
+                sa.select(locations_t.c.store).where(locations_t.c.image_id == image_id)
+                .with_for_update()
+            ).scalars().all()
+            if store not in stores:
+                raise NotFound(f"Image {image_id} has no data in store {store}")
+            if len(stores) == 1:
+                raise Forbidden(
+                    f"Store {store} holds the only copy of image {image_id}'s data; it cannot "
+                    "be removed from there: delete the image to remove all its data"
+                )
+            conn.execute(locations_t.delete().where(locations_t.c.image_id == image_id,
+                                                    locations_t.c.store == store))
+        return self.get(image_id)
+
+    def images_in_store(
+        self, store: str, limit: int = 100, marker: str | None = None
+    ) -> list[tuple[str, str]]:
+        """``(image_id, location)`` of the copies in ``store``, by image id after ``marker``:
+        a page of a sweep over one store (an index seek, whatever the image count)."""
+        stmt = (sa.select(locations_t.c.image_id, locations_t.c.location)
+                .where(locations_t.c.store == store)
+                .order_by(locations_t.c.image_id).limit(limit))
+        if marker is not None:
+            stmt = stmt.where(locations_t.c.image_id > marker)
+        with self._connection() as conn:
+            return [(r.image_id, r.location) for r in conn.execute(stmt)]
 
     def _raise_missing_or_conflict(
         self, conn: sa.Connection, image_id: str, expected: Iterable[str] | None
@@ -449,9 +568,10 @@ class ImageRegistry:
             raise NotFound(f"No image found with ID {image_id}")
 
     def delete(self, image_id: str) -> ImageRecord:
-        """Remove the image's row (properties and tags cascade); returns what it was."""
+        """Remove the image's row (properties, tags, copies cascade); returns what it was."""
         record = self.get(image_id)
         with self._connection(write=True) as conn:
+            conn.execute(locations_t.delete().where(locations_t.c.image_id == image_id))
             conn.execute(props.delete().where(props.c.image_id == image_id))
             conn.execute(tags_t.delete().where(tags_t.c.image_id == image_id))
             conn.execute(members_t.delete().where(members_t.c.image_id == image_id))

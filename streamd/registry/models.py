@@ -66,9 +66,7 @@ class Image(Base):
     os_hash_value: Mapped[str | None] = mapped_column(Str(128))
     # internal: xxh3-128 of the data, for cache and replica verification
     xxh3: Mapped[str | None] = mapped_column(Str(32))
-    # internal: where the data lives, in the store named by `store`
-    location: Mapped[str | None] = mapped_column(Str(2048))
-    store: Mapped[str | None] = mapped_column(Str(255))
+    # where the data lives: image_locations
     min_disk: Mapped[int] = mapped_column(Integer, default=0)
     min_ram: Mapped[int] = mapped_column(Integer, default=0)
     protected: Mapped[bool] = mapped_column(Boolean, default=False)
@@ -113,6 +111,26 @@ class ImageTag(Base):
     value: Mapped[str] = mapped_column(Str(255), primary_key=True)
 
     __table_args__ = (Index("ix_image_tags_value", "value"),)
+
+
+class ImageLocation(Base):
+    """One copy of an image's data: ``location`` in the store ``store`` (Glance's multi-store).
+
+    Internal, never shown to API users. The primary key (image_id, store) is both the rule
+    "one copy per store" and the index an image's copies are read through; ``store`` leads a
+    second index, for sweeps of one store's images.
+    """
+
+    __tablename__ = "image_locations"
+
+    image_id: Mapped[str] = mapped_column(
+        Str(36), ForeignKey("images.id", ondelete="CASCADE"), primary_key=True
+    )
+    store: Mapped[str] = mapped_column(Str(255), primary_key=True)
+    location: Mapped[str] = mapped_column(Str(2048))
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime)
+
+    __table_args__ = (Index("ix_image_locations_store_image_id", "store", "image_id"),)
 
 
 class ImageMember(Base):
@@ -168,3 +186,21 @@ class Task(Base):
         # start-up finds the tasks a crash left running
         Index("ix_tasks_status", "status"),
     )
+
+
+class Lease(Base):
+    """A claim on a piece of work (``upload:<image_id>``…) by one API node, until ``expires_at``.
+
+    The node renews it while it works; another node may take the work over (repair it) only
+    once the lease has expired. See streamd.registry.leases.
+    """
+
+    __tablename__ = "leases"
+
+    key: Mapped[str] = mapped_column(Str(255), primary_key=True)
+    holder: Mapped[str] = mapped_column(Str(255))
+    expires_at: Mapped[dt.datetime] = mapped_column(DateTime)
+    acquired_at: Mapped[dt.datetime] = mapped_column(DateTime)
+
+    # the sweep for expired leases
+    __table_args__ = (Index("ix_leases_expires_at", "expires_at"),)

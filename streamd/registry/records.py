@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field
+from typing import Any
 
-# Image fields that are columns (Glance's "core" properties) and may be written by the service.
+# Image fields that are columns of ``images`` (Glance's "core" properties) and may be written
+# by the service.
 CORE_FIELDS = (
     "name",
     "status",
@@ -19,13 +21,13 @@ CORE_FIELDS = (
     "os_hash_algo",
     "os_hash_value",
     "xxh3",
-    "location",
-    "store",
     "min_disk",
     "min_ram",
     "protected",
     "os_hidden",
 )
+# (``create``/``update``/``transition`` also take ``location`` and ``store``, which are no
+# column: the copy of freshly written data, stored as the image's ``image_locations`` row.)
 
 
 # Visibilities every project sees, whoever owns the image.
@@ -35,7 +37,17 @@ MEMBERS_VISIBILITY = "shared"
 
 
 @dataclass(frozen=True)
-class ImageRecord:
+class StoredCopy:
+    """One copy of an image's data: ``location`` in the store whose id is ``store``."""
+
+    store: str
+    location: str
+
+
+@dataclass(frozen=True)
+class _ImageFields:
+    """The fields of an ImageRecord (see there); the dataclass machinery lives here."""
+
     id: str
     name: str | None
     status: str
@@ -49,8 +61,6 @@ class ImageRecord:
     os_hash_algo: str | None
     os_hash_value: str | None
     xxh3: str | None
-    location: str | None
-    store: str | None
     min_disk: int
     min_ram: int
     protected: bool
@@ -59,6 +69,60 @@ class ImageRecord:
     updated_at: dt.datetime
     properties: dict[str, str] = field(default_factory=dict)
     tags: tuple[str, ...] = ()
+    # every copy of the data, oldest first (then by store id); empty while there is none
+    locations: tuple[StoredCopy, ...] = ()
+
+
+_UNSET: Any = object()
+
+
+class ImageRecord(_ImageFields):
+    """An image as the registry holds it, with every copy of its data (``locations``).
+
+    ``location`` and ``store`` name the first copy, as the single copy of the time before
+    multi-store did, and are still accepted by the constructor (so also by
+    ``dataclasses.replace``): ``replace(record, location=None)`` is the image without data,
+    ``ImageRecord(…, location=l, store=s)`` the image with the one copy ``(s, l)``.
+    """
+
+    def __init__(self, *args: Any, location: str | None = _UNSET, store: str | None = _UNSET,
+                 **kwargs: Any) -> None:
+        if location is not _UNSET or store is not _UNSET:
+            kwargs["locations"] = _one_copy(location, store, kwargs.get("locations", ()))
+        super().__init__(*args, **kwargs)
+
+    @property
+    def location(self) -> str | None:
+        """Where the first copy is, in ``store``; None when the image has no data."""
+        return self.locations[0].location if self.locations else None
+
+    @property
+    def store(self) -> str | None:
+        """The store of the first copy; None when the image has no data."""
+        return self.locations[0].store if self.locations else None
+
+    @property
+    def stores(self) -> tuple[str, ...]:
+        """The ids of the stores holding a copy (Glance's ``stores`` image property)."""
+        return tuple(copy.store for copy in self.locations)
+
+
+def _one_copy(location: str | None, store: str | None,
+              current: tuple[StoredCopy, ...]) -> tuple[StoredCopy, ...]:
+    """The copies of a record made with the single-copy ``location``/``store`` arguments.
+
+    Unset ones keep the first current copy's value (``replace(r, location=…)`` moves it).
+    """
+    first = current[0] if current else None
+    if location is _UNSET:
+        location = first.location if first else None
+    if store is _UNSET:
+        store = first.store if first else None
+    if location is None:
+        return ()
+    if store is None:
+        raise ValueError("a copy of image data needs the store it is in")
+    return (StoredCopy(store, location),)
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,8 @@ from streamd.registry.schema import (
     head_revision,
 )
 
-TABLES = {"images", "image_properties", "image_tags", "image_members", "tasks"}
+TABLES = {"images", "image_properties", "image_tags", "image_members", "tasks", "image_locations",
+          "leases"}
 
 
 @pytest.fixture
