@@ -1,6 +1,7 @@
 """The metadata registry: SQLAlchemy tables, queries and status changes. Never sees image data."""
 
 from streamd.registry.images import ImageRegistry, utcnow
+from streamd.registry.leases import LeaseHolder, LeaseRegistry
 from streamd.registry.members import MEMBER_STATUSES, MemberRegistry
 from streamd.registry.records import (
     Filter,
@@ -20,6 +21,8 @@ __all__ = [
     "ImageQuery",
     "ImageRecord",
     "ImageRegistry",
+    "LeaseHolder",
+    "LeaseRegistry",
     "MemberRecord",
     "MemberRegistry",
     "SchemaOutOfDate",
