@@ -74,10 +74,14 @@ def wait_for_status(
 
 
 def registry_row(data_dir: Path, image_id: str) -> dict[str, Any] | None:
-    """The image's row, internal columns (xxh3, location) included, read from SQLite."""
+    """The image's row, internal columns (xxh3) included, with its first copy's location
+    and store, read from SQLite."""
     with contextlib.closing(sqlite3.connect(data_dir / "registry.sqlite")) as db:
         db.row_factory = sqlite3.Row
-        row = db.execute("SELECT * FROM images WHERE id = ?", (image_id,)).fetchone()
+        row = db.execute(
+            "SELECT i.*, l.location, l.store FROM images i LEFT JOIN image_locations l "
+            "ON l.image_id = i.id WHERE i.id = ? ORDER BY l.created_at, l.store LIMIT 1",
+            (image_id,)).fetchone()
         return dict(row) if row else None
 
 

@@ -66,7 +66,8 @@ def file_handler(rt: Runtime, auth: Authenticator) -> ASGIApp:
     async def put(request: DataRequest, ctx: RequestContext) -> Respond:
         require_octet_stream(request.headers, "send image data")
         await transfers.upload(rt, ctx, request.image_id, request.body,
-                               size=content_length(request.headers))
+                               size=content_length(request.headers),
+                               store_id=request.headers.get("x-image-meta-store"))
         return functools.partial(request.response.empty, 204)
 
     async def get(request: DataRequest, ctx: RequestContext) -> None:

@@ -60,7 +60,7 @@ INTERRUPTED = "The server stopped during the import; retry the import."
 
 
 def store_names(rt: Runtime) -> list[str]:
-    return [rt.store.name]
+    return rt.stores.ids
 
 
 def enabled_methods(rt: Runtime) -> list[str]:
@@ -275,7 +275,7 @@ async def _run(rt: Runtime, job: _Job) -> None:
     except BaseException as exc:
         with trio.CancelScope(shield=True):
             if stored is not None:
-                await _delete_quietly(rt, stored.location)
+                await _delete_quietly(rt, job.stores[0], stored.location)
             await _put_back(rt, job, exc)
         if not isinstance(exc, Exception):
             raise  # a cancellation: the job's scope (or the nursery) takes it
@@ -299,8 +299,9 @@ async def _move_stage(rt: Runtime, job: _Job) -> tuple[StoredObject, dict[str, A
     if stage is None or stage.digests is None:
         raise Conflict(f"The staged data of image {job.image_id} is gone or incomplete; "
                        "stage it again")
-    stored = await rt.staging.move_into(rt.store, job.image_id, stage.digests)
-    return stored, registry_values(rt.store.name, stored.location, stage.size, stage.digests)
+    store = rt.stores.get(job.stores[0])
+    stored = await rt.staging.move_into(store, job.image_id, stage.digests)
+    return stored, registry_values(store.name, stored.location, stage.size, stage.digests)
 
 
 async def _download(rt: Runtime, job: _Job) -> tuple[StoredObject, dict[str, Any]]:
@@ -308,12 +309,13 @@ async def _download(rt: Runtime, job: _Job) -> tuple[StoredObject, dict[str, Any
     assert job.uri is not None
     quota_left = await quotas.remaining_bytes(rt, job.owner)
     cap = quotas.ByteCap(settings.image_size_cap, quota=quota_left)
+    store = rt.stores.get(job.stores[0])
     async with open_web_source(job.uri, uri_filter(settings),
                                max_redirects=settings.web_download_max_redirects,
                                read_timeout=settings.upload_idle_timeout) as source:
         try:
             result = await rt.store_stream(
-                source, rt.store, key=job.image_id, size_cap=cap.size_cap,
+                source, store, key=job.image_id, size_cap=cap.size_cap,
                 expected_size=source.content_length,
             )
         except SizeCapExceeded:
@@ -323,7 +325,7 @@ async def _download(rt: Runtime, job: _Job) -> tuple[StoredObject, dict[str, Any
                                                  source.content_length) from None
             raise
     return StoredObject(result.location, result.size), registry_values(
-        rt.store.name, result.location, result.size, result
+        store.name, result.location, result.size, result
     )
 
 
@@ -375,9 +377,9 @@ async def revert_importing(rt: Runtime, image_id: str, stores: str, *, keep_stag
         pass  # deleted meanwhile, or no longer importing
 
 
-async def _delete_quietly(rt: Runtime, location: str) -> None:
+async def _delete_quietly(rt: Runtime, store_id: str, location: str) -> None:
     try:
-        await rt.store.delete(location)
+        await rt.stores.holding(store_id).delete(location)
     except Exception:
         log.exception("could not remove the data of a failed import at %s", location)
 
@@ -398,5 +400,5 @@ async def forget_image(rt: Runtime, image: ImageRecord) -> None:
         current = await rt.db(rt.registry.get, image.id)
     except NotFound:
         return
-    if current.location and current.location != image.location:
-        await rt.store.delete(current.location)
+    if current.location and current.store and current.location != image.location:
+        await rt.stores.holding(current.store).delete(current.location)

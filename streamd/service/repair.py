@@ -2,7 +2,7 @@
 
 A crash can leave images ``saving`` (an upload) or ``importing`` (an import), import tasks
 unfinished and temp files in the staging area (those in the image store go when the store
-is opened: ``streamd.service.stores.open_store``). None of that can finish any more: each
+is opened: ``streamd.service.stores.open_stores``). None of that can finish any more: each
 image goes back to where the operation can be retried, as a failed one would.
 
 Only safe while nothing can be running: at start-up, in the primary process, before the

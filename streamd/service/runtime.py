@@ -23,7 +23,7 @@ from streamd.io.staging import StagingArea
 from streamd.registry import ImageRegistry, MemberRegistry, ensure_current, make_engine
 from streamd.registry.tasks import TaskRegistry
 from streamd.service.jobs import ImageJobs
-from streamd.service.stores import open_store
+from streamd.service.stores import StoreSet, open_stores
 from streamd.service.transfer_slots import TransferSlots
 
 P = ParamSpec("P")
@@ -36,7 +36,7 @@ class Runtime:
     registry: ImageRegistry
     db_limiter: trio.CapacityLimiter
     nursery: trio.Nursery
-    store: Store
+    stores: StoreSet  # where image data is kept; uploads go to stores.default unless told
     # worker threads for the data plane (store syscalls, hashers), shared by all transfers
     io_limiter: trio.CapacityLimiter
     transfers: TransferSlots
@@ -100,12 +100,13 @@ async def open_runtime(
             lambda: ensure_current(engine, migrate=settings.should_auto_migrate), limiter=limiter
         )
         io_limiter = trio.CapacityLimiter(settings.io_threads)
+        stores = await open_stores(settings, io_limiter, reap=primary)
         rt = Runtime(
             settings=settings,
             registry=ImageRegistry(engine),
             db_limiter=limiter,
             nursery=nursery,
-            store=await open_store(settings, io_limiter, reap=primary),
+            stores=stores,
             io_limiter=io_limiter,
             transfers=TransferSlots(settings.max_transfers),
             buffers=BufferBudget(settings.chunk_size, settings.shared_buffers),
@@ -121,5 +122,6 @@ async def open_runtime(
             yield rt
         finally:
             await rt.jobs.drain()  # before the engine goes: a cancelled job updates the registry
+            await stores.aclose()
     finally:
         engine.dispose()

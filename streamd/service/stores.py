@@ -1,44 +1,146 @@
-"""The image store a server writes to, built from the settings.
+"""The stores a server keeps image data in, built from ``settings.stores``.
 
-Today that is one file store under ``settings.images_dir``; ``store_throttle_mib_s`` wraps
-it in ``ThrottledStore`` so that tests and demos can watch back-pressure and bounded memory
-with a store slower than the network.
+One ``Store`` per ``[stores.<id>]`` table (``streamd.store_config``), by type: a file store
+(``path``, or ``data_dir/images``), a Swift store, an S3 store. ``default_store`` is where
+uploads go unless a request names another (``X-Image-Meta-Store``). ``store_throttle_mib_s``
+wraps every store in ``ThrottledStore`` so that tests and demos can watch back-pressure and
+bounded memory with a store slower than the network.
+
+Opening a store does not contact it: an object store that is down at start-up leaves the
+server running, and only requests that need that store fail (503 naming it).
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from dataclasses import dataclass
 
 import trio
 
 from streamd.config import Settings
-from streamd.io import FileStore, Store, ThrottledStore
+from streamd.errors import BadRequest
+from streamd.io import FileStore, Store, StoreError, ThrottledStore
+from streamd.store_config import StoreSpec
 from streamd.units import MiB
 
 log = logging.getLogger(__name__)
 
 
-async def open_store(
-    settings: Settings, limiter: trio.CapacityLimiter, *, reap: bool = True
-) -> Store:
-    """Build the configured store and (``reap``) remove what a crash left in it.
+@dataclass
+class StoreSet:
+    """The configured stores by id, in the order of the settings, and the default one."""
 
-    Reap before serving, in one process: every temp file in the images dir then belongs
-    to an upload that can no longer finish (one data dir per server; see
+    stores: dict[str, Store]
+    specs: dict[str, StoreSpec]
+    default_id: str
+
+    @property
+    def default(self) -> Store:
+        return self.stores[self.default_id]
+
+    @property
+    def ids(self) -> list[str]:
+        return list(self.stores)
+
+    def __iter__(self) -> Iterator[Store]:
+        return iter(self.stores.values())
+
+    def __len__(self) -> int:
+        return len(self.stores)
+
+    def get(self, store_id: str) -> Store:
+        """The store named ``store_id``; 400 naming the known ones if there is none."""
+        try:
+            return self.stores[store_id]
+        except KeyError:
+            raise BadRequest(f"Store {store_id!r} is not known to this cloud; the stores "
+                             f"are: {', '.join(self.stores)}") from None
+
+    def holding(self, store_id: str) -> Store:
+        """The store an image's data was recorded in; 503 if this server has no such store
+        (it was removed from the settings, or a node is configured differently)."""
+        try:
+            return self.stores[store_id]
+        except KeyError:
+            raise StoreError(f"the image's data is in store {store_id!r}, which this server "
+                             "is not configured with") from None
+
+    def choose(self, store_id: str | None) -> Store:
+        """The store a request names, or the default store."""
+        return self.default if store_id is None else self.get(store_id)
+
+    async def aclose(self) -> None:
+        for store in self.stores.values():
+            with trio.CancelScope(shield=True):
+                try:
+                    await store.aclose()
+                except Exception:
+                    log.exception("store %s did not close cleanly", store.name)
+
+
+async def open_stores(
+    settings: Settings, limiter: trio.CapacityLimiter, *, reap: bool = True
+) -> StoreSet:
+    """Build every configured store and (``reap``) remove what a crash left in file stores.
+
+    Reap before serving, in one process: every temp file in a file store's directory then
+    belongs to an upload that can no longer finish (one data dir per server; see
     ``FileStore.reap_temp_files``). A worker started later must not: it would remove the
     temp files of uploads running in the others.
     """
-    file_store = await trio.to_thread.run_sync(
-        lambda: FileStore(
-            settings.images_dir, limiter=limiter, read_chunk=settings.read_chunk_size
-        )
-    )
-    reaped = await file_store.reap_temp_files(older_than=0) if reap else 0
-    if reaped:
-        log.warning("removed %d temp file(s) of uploads interrupted by a crash", reaped)
-    if not settings.store_throttle_mib_s:
-        return file_store
-    rate = settings.store_throttle_mib_s * MiB
-    log.warning("store throttled to %.1f MiB/s (store_throttle_mib_s: for tests only)",
-                settings.store_throttle_mib_s)
-    return ThrottledStore(file_store, delay=0.0, bytes_per_second=rate)
+    stores: dict[str, Store] = {}
+    try:
+        for spec in settings.stores:
+            store = await _open(settings, spec, limiter, reap=reap)
+            if settings.store_throttle_mib_s:
+                rate = settings.store_throttle_mib_s * MiB
+                log.warning("store %s throttled to %.1f MiB/s (store_throttle_mib_s: for "
+                            "tests only)", spec.id, settings.store_throttle_mib_s)
+                store = ThrottledStore(store, delay=0.0, bytes_per_second=rate)
+            stores[spec.id] = store
+    except BaseException:
+        await StoreSet(stores, {}, "").aclose()
+        raise
+    return StoreSet(stores, {spec.id: spec for spec in settings.stores},
+                    settings.default_store_id)
+
+
+async def _open(
+    settings: Settings, spec: StoreSpec, limiter: trio.CapacityLimiter, *, reap: bool
+) -> Store:
+    o = spec.options
+    if spec.type == "file":
+        path = o["path"] or settings.images_dir
+        store = await trio.to_thread.run_sync(
+            lambda: FileStore(path, limiter=limiter, read_chunk=settings.read_chunk_size,
+                              name=spec.id))
+        reaped = await store.reap_temp_files(older_than=0) if reap else 0
+        if reaped:
+            log.warning("store %s: removed %d temp file(s) of uploads interrupted by a crash",
+                        spec.id, reaped)
+        return store
+    if spec.type == "swift":
+        from streamd.io.stores.swift import SwiftCredentials, SwiftStore
+
+        credentials = SwiftCredentials(
+            auth_url=o["auth_url"], user=o["user"], key=o["key"],
+            auth_version=o["auth_version"], project=o["project"],
+            user_domain=o["user_domain"], project_domain=o["project_domain"],
+            region=o["region"], storage_url=o["storage_url"], token=o["token"])
+        return SwiftStore(spec.id, credentials, container=o["container"],
+                          segment_size=o["segment_size"],
+                          create_container=o["create_container"])
+    if spec.type == "s3":
+        from streamd.io.stores.s3 import S3Settings, S3Store
+
+        s3 = S3Settings(bucket=o["bucket"], endpoint_url=o["endpoint"],
+                        access_key=o["access_key"], secret_key=o["secret_key"],
+                        region=o["region"], addressing_style=o["addressing_style"],
+                        prefix=o["prefix"], create_bucket=o["create_bucket"],
+                        verify_tls=o["verify_tls"])
+        return await trio.to_thread.run_sync(
+            lambda: S3Store(spec.id, s3, part_size=o["part_size"],
+                            parts_in_flight=o["parts_in_flight"],
+                            read_chunk=settings.read_chunk_size, limiter=limiter))
+    raise AssertionError(f"store type {spec.type!r} has no module")  # store_config checks

@@ -10,7 +10,7 @@ Whatever stops it in between (client gone, short body, size cap, full disk, stor
 server shutdown, the image deleted) puts the image back to ``queued`` (retryable) and
 leaves no data behind: the store removes its partial object, and this module removes a
 complete one that the registry did not take. What a crash leaves (``saving`` rows, temp
-files) is repaired at start-up (``streamd.service.repair``, ``open_store``).
+files) is repaired at start-up (``streamd.service.repair``, ``open_stores``).
 
 Transfers are admitted, not queued: past ``max_transfers`` the caller gets 503 with
 ``Retry-After`` at once (``streamd.service.transfer_slots``).
@@ -28,7 +28,7 @@ import trio
 from streamd import policy
 from streamd.context import RequestContext
 from streamd.errors import BadRequest, Conflict, Forbidden, Gone, NotFound
-from streamd.io import ByteSource, SizeCapExceeded, UploadResult
+from streamd.io import ByteSource, SizeCapExceeded, Store, UploadResult
 from streamd.registry import ImageRecord
 from streamd.service import quotas
 from streamd.service.access import visible_image
@@ -54,19 +54,22 @@ async def upload(
     source: ByteSource,
     *,
     size: int | None,
+    store_id: str | None = None,
 ) -> ImageRecord:
     """Store ``source`` as the data of a queued image and make it active.
 
     ``size`` is the announced length (Content-Length), ``None`` when unknown (chunked);
-    a body of another length fails. Raises NotFound, Forbidden, BadRequest, Conflict (not
-    queued, or another upload won), ServiceUnavailable (too many transfers), TooLarge (size
-    cap), QuotaExceeded (the owner's quota_image_size_total), Gone (deleted meanwhile), or
-    the pipeline's errors; in every case but success the image is ``queued`` again and no
-    data is left.
+    a body of another length fails. ``store_id`` names the store (``X-Image-Meta-Store``;
+    None: the default store); an unknown one is a 400 before anything changes. Raises
+    NotFound, Forbidden, BadRequest, Conflict (not queued, or another upload won),
+    ServiceUnavailable (too many transfers), TooLarge (size cap), QuotaExceeded (the
+    owner's quota_image_size_total), Gone (deleted meanwhile), or the pipeline's errors; in
+    every case but success the image is ``queued`` again and no data is left.
     """
     settings = rt.settings
     record = await _get_visible(rt, ctx, image_id)
     policy.ensure_modifiable(ctx, record, "upload data to")
+    store = rt.stores.choose(store_id)
     if record.status != "queued":
         raise Conflict(f"Image status transition from {record.status} to saving is not allowed")
     missing = [name for name in REQUIRED_FORMATS if not getattr(record, name)]
@@ -92,14 +95,15 @@ async def upload(
             stored: UploadResult | None = None
             try:
                 stored = await rt.store_stream(
-                    source, rt.store, key=image_id, size_cap=cap.size_cap, expected_size=size
+                    source, store, key=image_id, size_cap=cap.size_cap, expected_size=size
                 )
-                values = registry_values(rt.store.name, stored.location, stored.size, stored)
+                values = registry_values(store.name, stored.location, stored.size, stored)
                 record = await rt.db(rt.registry.transition, image_id, "saving", "active", values)
             except BaseException as exc:
                 with trio.CancelScope(shield=True):
                     # cancelled by delete_data(): the row is about to go, whatever its status
-                    await _abandon(rt, image_id, stored, keep_if_active=not scope.cancel_called)
+                    await _abandon(rt, image_id, store, stored,
+                                   keep_if_active=not scope.cancel_called)
                 if stored is not None and isinstance(exc, NotFound | Conflict):
                     # the final status change found the row gone (deleted) or changed
                     raise _deleted_during_upload(image_id) from None
@@ -121,7 +125,8 @@ def _deleted_during_upload(image_id: str) -> Gone:
 
 
 async def _abandon(
-    rt: Runtime, image_id: str, stored: UploadResult | None, *, keep_if_active: bool
+    rt: Runtime, image_id: str, store: Store, stored: UploadResult | None, *,
+    keep_if_active: bool,
 ) -> None:
     """Undo a failed upload: the image back to ``queued`` and ``stored``'s data removed.
 
@@ -145,7 +150,7 @@ async def _abandon(
         log.exception("could not put image %s back to queued after a failed upload", image_id)
     if stored is not None and not keep:
         try:
-            await rt.store.delete(stored.location)
+            await store.delete(stored.location)
         except Exception:
             log.exception("could not remove the data of failed upload %s", image_id)
 
@@ -176,9 +181,9 @@ async def read_data(
     many transfers); the store's errors (ObjectNotFound, StoreError) surface on the first
     chunk.
     """
-    assert record.location is not None
+    assert record.location is not None and record.store is not None
     with rt.transfers.slot():
-        reader = rt.store.read(record.location, offset, length)
+        reader = rt.stores.holding(record.store).read(record.location, offset, length)
         async with contextlib.aclosing(reader):  # type: ignore[type-var]
             yield reader
 
@@ -191,5 +196,5 @@ async def delete_data(rt: Runtime, record: ImageRecord) -> None:
     finishes and removes its data itself.
     """
     rt.transfers.cancel_upload(record.id)
-    if record.location:
-        await rt.store.delete(record.location)
+    if record.location and record.store:
+        await rt.stores.holding(record.store).delete(record.location)
