@@ -2,8 +2,9 @@
 
 Every core field is present, null or not (clients index them directly); custom properties
 sit at the top level beside them; ``self``/``file``/``schema`` are the image's links; times
-are whole-second UTC (``2024-01-31T12:00:00Z``). Internal columns — the data's ``location``
-and ``store``, the ``xxh3`` digest — never leave the server.
+are whole-second UTC (``2024-01-31T12:00:00Z``). ``stores`` names the stores that hold the
+data (Glance's multi-store). Internal columns — the data's locations, the ``xxh3`` digest —
+never leave the server.
 """
 
 from __future__ import annotations
@@ -40,6 +41,8 @@ def image_view(image: ImageRecord) -> dict[str, Any]:
     body["self"] = f"{IMAGES_PATH}/{image.id}"
     body["file"] = f"{IMAGES_PATH}/{image.id}/file"
     body["schema"] = "/v2/schemas/image"
+    if image.locations and image.status in ("active", "deactivated"):
+        body["stores"] = ",".join(image.stores)  # as Glance: where the data is, once it is
     return body
 
 

@@ -42,6 +42,7 @@ async def create() -> Response:
     methods = imports.enabled_methods(runtime())
     if methods:  # as Glance, which announces how the new image's data may be imported
         headers["OpenStack-image-import-methods"] = ",".join(methods)
+    headers["OpenStack-image-store-ids"] = ",".join(runtime().stores.ids)  # as Glance
     return json_response(image_view(image), 201, headers)
 
 

@@ -15,11 +15,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import trio
 
 from streamd.config import Settings
-from streamd.errors import BadRequest
+from streamd.context import RequestContext
+from streamd.errors import BadRequest, Forbidden
 from streamd.io import FileStore, Store, StoreError, ThrottledStore
 from streamd.store_config import StoreSpec
 from streamd.units import MiB
@@ -77,6 +79,29 @@ class StoreSet:
                     await store.aclose()
                 except Exception:
                     log.exception("store %s did not close cleanly", store.name)
+
+
+def describe(store_set: StoreSet, *, detail: bool, ctx: RequestContext | None = None
+             ) -> list[dict[str, Any]]:
+    """``/v2/info/stores`` as Glance answers it: id, description, ``"default": "true"`` (a
+    string, as Glance writes it) on one; with ``detail`` (admins only, 403 otherwise) also
+    the type, the options without secrets (``properties``) and ``weight``."""
+    if detail and (ctx is None or not ctx.is_admin):
+        raise Forbidden("You are not authorized to complete stores_info_detail action.")
+    answer = []
+    for store_id, store in store_set.stores.items():
+        spec = store_set.specs[store_id]
+        entry: dict[str, Any] = {"id": store_id, "description": spec.description}
+        if store_id == store_set.default_id:
+            entry["default"] = "true"
+        if store.capabilities.read_only:
+            entry["read-only"] = "true"
+        if detail:
+            entry["type"] = spec.type
+            entry["properties"] = spec.public_options()
+            entry["weight"] = 0
+        answer.append(entry)
+    return answer
 
 
 async def open_stores(

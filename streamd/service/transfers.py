@@ -28,7 +28,14 @@ import trio
 from streamd import policy
 from streamd.context import RequestContext
 from streamd.errors import BadRequest, Conflict, Forbidden, Gone, NotFound
-from streamd.io import ByteSource, SizeCapExceeded, Store, UploadResult
+from streamd.io import (
+    ByteSource,
+    ObjectNotFound,
+    SizeCapExceeded,
+    Store,
+    StoreError,
+    UploadResult,
+)
 from streamd.registry import ImageRecord
 from streamd.service import quotas
 from streamd.service.access import visible_image
@@ -175,17 +182,43 @@ async def image_for_download(rt: Runtime, ctx: RequestContext, image_id: str) ->
 async def read_data(
     rt: Runtime, record: ImageRecord, offset: int, length: int
 ) -> AsyncIterator[AsyncIterator[memoryview | bytes]]:
-    """Hold a transfer slot and yield the store's chunks of ``[offset, offset + length)``.
+    """Hold a transfer slot and yield the chunks of ``[offset, offset + length)``.
 
-    Each chunk is valid until the next one is asked for. Raises ServiceUnavailable (too
-    many transfers); the store's errors (ObjectNotFound, StoreError) surface on the first
-    chunk.
+    The bytes come from the image's first copy whose store answers; a store that fails
+    (``StoreError``, or the copy is missing), before the first byte or in the middle, is
+    left for the next copy, which goes on from the byte where the last one stopped (every
+    store reads ranges). Each chunk is valid until the next one is asked for. Raises
+    ServiceUnavailable (too many transfers); when every copy fails, the last store's
+    error surfaces on the next chunk.
     """
-    assert record.location is not None and record.store is not None
+    assert record.locations
     with rt.transfers.slot():
-        reader = rt.stores.holding(record.store).read(record.location, offset, length)
-        async with contextlib.aclosing(reader):  # type: ignore[type-var]
+        reader = _read_copies(rt, record, offset, length)
+        async with contextlib.aclosing(reader):
             yield reader
+
+
+async def _read_copies(
+    rt: Runtime, record: ImageRecord, offset: int, length: int
+) -> AsyncIterator[memoryview | bytes]:
+    sent = 0
+    copies = record.locations
+    for n, copy in enumerate(copies):
+        last = n == len(copies) - 1
+        try:
+            store = rt.stores.holding(copy.store)
+            reader = store.read(copy.location, offset + sent, length - sent)
+            async with contextlib.aclosing(reader):  # type: ignore[type-var]
+                async for chunk in reader:
+                    sent += len(chunk)
+                    yield chunk
+            return
+        except (StoreError, ObjectNotFound) as exc:
+            if last:
+                raise
+            log.warning("READ image=%s store=%s failed after %d of %d bytes (%s); going on "
+                        "from store %s", record.id, copy.store, sent, length, exc,
+                        copies[n + 1].store)
 
 
 async def delete_data(rt: Runtime, record: ImageRecord) -> None:
@@ -196,5 +229,5 @@ async def delete_data(rt: Runtime, record: ImageRecord) -> None:
     finishes and removes its data itself.
     """
     rt.transfers.cancel_upload(record.id)
-    if record.location and record.store:
-        await rt.stores.holding(record.store).delete(record.location)
+    for copy in record.locations:
+        await rt.stores.holding(copy.store).delete(copy.location)

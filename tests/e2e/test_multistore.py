@@ -1,0 +1,194 @@
+"""Several stores in one server: a file store, Swift, S3 through Swift's s3api, S3 on moto.
+
+A real streamd with four ``[stores.<id>]`` tables, driven by glanceclient, openstacksdk and
+httpx: ``/v2/info/stores`` as Glance answers it, uploads to the store a request names
+(``X-Image-Meta-Store``; glanceclient's ``backend=``), downloads checked against the
+checksums, deletes that leave nothing in the object store.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import random
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import glanceclient
+import httpx
+import openstack
+import pytest
+
+from tests.data_client import create_image, error_of, show, upload
+from tests.objectstores import SWIFT_KEY, SWIFT_USER, MotoServer, SwiftServer
+from tests.servers import ADMIN_HEADERS as ADMIN
+from tests.servers import ServerProcess
+
+pytestmark = pytest.mark.slow
+
+MEMBER = {"X-Project-Id": "p-multi", "X-User-Id": "u1", "X-Roles": "member,reader"}
+
+
+def stores_toml(swift: SwiftServer, moto: MotoServer, tag: str) -> str:
+    return f"""
+default_store = "local"
+
+[stores.local]
+type = "file"
+description = "local disk"
+
+[stores.swift1]
+type = "swift"
+description = "Swift"
+auth_url = "{swift.auth_url}"
+user = "{SWIFT_USER}"
+container = "images-{tag}"
+segment_size = 1048576
+
+[stores.s3swift]
+type = "s3"
+description = "S3 through Swift's s3api"
+endpoint = "{swift.endpoint}"
+bucket = "images-{tag}"
+access_key = "{SWIFT_USER}"
+
+[stores.moto]
+type = "s3"
+endpoint = "{moto.endpoint}"
+bucket = "images-{tag}"
+access_key = "testing"
+secret_key = "testing"
+"""
+
+
+@pytest.fixture(scope="module")
+def multi(
+    tmp_path_factory: pytest.TempPathFactory, swift_server: SwiftServer, moto_server: MotoServer
+) -> Iterator[ServerProcess]:
+    base = tmp_path_factory.mktemp("multistore")
+    tag = uuid.uuid4().hex[:8]
+    config = base / "streamd.toml"
+    config.write_text(stores_toml(swift_server, moto_server, tag))
+    env = {"STREAMD_CONFIG": str(config),
+           # secrets from the environment, as an operator would keep them
+           "STREAMD_STORES__SWIFT1__KEY": SWIFT_KEY,
+           "STREAMD_STORES__S3SWIFT__SECRET_KEY": SWIFT_KEY}
+    with ServerProcess(data_dir=base / "data", env=env) as server:
+        yield server
+
+
+def test_info_stores_as_glance(multi: ServerProcess) -> None:
+    stores = httpx.get(multi.url + "/v2/info/stores", headers=MEMBER).json()["stores"]
+    assert stores == [
+        {"id": "local", "description": "local disk", "default": "true"},
+        {"id": "swift1", "description": "Swift"},
+        {"id": "s3swift", "description": "S3 through Swift's s3api"},
+        {"id": "moto", "description": ""},
+    ]
+    r = httpx.get(multi.url + "/v2/info/stores/detail", headers=MEMBER)
+    assert r.status_code == 403 and error_of(r)["message"]
+    detail = httpx.get(multi.url + "/v2/info/stores/detail", headers=ADMIN).json()["stores"]
+    by_id = {s["id"]: s for s in detail}
+    assert by_id["swift1"]["type"] == "swift" and by_id["moto"]["type"] == "s3"
+    assert by_id["swift1"]["properties"]["user"] == SWIFT_USER
+    for store in detail:  # no secret ever leaves the server
+        assert not {"key", "secret_key", "token"} & set(store["properties"])
+        assert store["weight"] == 0
+
+
+def test_create_announces_the_stores(multi: ServerProcess) -> None:
+    r = httpx.post(multi.url + "/v2/images", headers=ADMIN,
+                   json={"name": "x", "disk_format": "raw", "container_format": "bare"})
+    assert r.status_code == 201
+    assert r.headers["openstack-image-store-ids"] == "local,swift1,s3swift,moto"
+    httpx.delete(multi.url + f"/v2/images/{r.json()['id']}", headers=ADMIN)
+
+
+def test_unknown_store_is_400_and_the_image_stays_queued(multi: ServerProcess) -> None:
+    image = httpx.post(multi.url + "/v2/images", headers=ADMIN,
+                       json={"disk_format": "raw", "container_format": "bare"}).json()
+    r = httpx.put(multi.url + f"/v2/images/{image['id']}/file", content=b"abc",
+                  headers={**ADMIN, "Content-Type": "application/octet-stream",
+                           "X-Image-Meta-Store": "nowhere"})
+    assert r.status_code == 400 and "nowhere" in error_of(r)["message"]
+    shown = httpx.get(multi.url + f"/v2/images/{image['id']}", headers=ADMIN).json()
+    assert shown["status"] == "queued" and "stores" not in shown
+    httpx.delete(multi.url + f"/v2/images/{image['id']}", headers=ADMIN)
+
+
+@pytest.mark.parametrize("store", ["local", "swift1", "s3swift", "moto"])
+def test_glanceclient_round_trip_per_store(multi: ServerProcess, store: str) -> None:
+    glance = glanceclient.Client("2", endpoint=multi.url, token="x")
+    data = random.Random(store).randbytes(3 * 1024 * 1024 + 17)
+    image = glance.images.create(name=f"gc-{store}", disk_format="raw", container_format="bare")
+    glance.images.upload(image.id, io.BytesIO(data), backend=store)  # chunked, size unknown
+    shown = glance.images.get(image.id)
+    assert shown.status == "active" and shown.stores == store
+    assert shown.checksum == hashlib.md5(data).hexdigest()
+    got = b"".join(glance.images.data(image.id))  # glanceclient checks the md5 itself
+    assert got == data
+    glance.images.delete(image.id)
+
+
+@pytest.mark.parametrize("store", ["swift1", "moto"])
+def test_openstacksdk_round_trip_per_store(
+    multi: ServerProcess, store: str, tmp_path: Path
+) -> None:
+    conn = openstack.connection.Connection(
+        auth_type="none", image_endpoint_override=multi.url + "/v2")
+    data = random.Random(store + "sdk").randbytes(2 * 1024 * 1024 + 5)
+    image = conn.image.create_image(name=f"sdk-{store}", disk_format="raw",
+                                    container_format="bare", data=data, allow_duplicates=True,
+                                    validate_checksum=True)
+    image_id = image.id
+    # openstacksdk uploads to the default store; copy nothing, ask the API where it went
+    assert conn.image.get_image(image_id).status == "active"
+    assert show(multi, image_id)["stores"] == "local"  # the sdk's Image has no `stores`
+    out = tmp_path / "out.img"
+    conn.image.download_image(image_id, output=str(out), stream=True)
+    assert out.read_bytes() == data
+    conn.image.delete_image(image_id)
+    # and the same through the store the test names
+    uploaded = _upload_to(multi, store, data)
+    assert uploaded["stores"] == store
+    httpx.delete(multi.url + f"/v2/images/{uploaded['id']}", headers=ADMIN)
+
+
+async def test_deleting_an_image_leaves_nothing_in_the_object_stores(
+    multi: ServerProcess, swift_server: SwiftServer, moto_server: MotoServer
+) -> None:
+    from streamd.io.stores.s3 import S3Settings, S3Store
+    from streamd.io.stores.swift import SwiftCredentials, SwiftStore
+    from tests.io.conftest import swift_leftovers
+
+    config = (multi.data_dir.parent / "streamd.toml").read_text()
+    tag = config.split('container = "images-')[1][:8]
+    swift = SwiftStore("swift1", SwiftCredentials(auth_url=swift_server.auth_url,
+                                                  user=SWIFT_USER, key=SWIFT_KEY),
+                       container=f"images-{tag}")
+    moto = S3Store("moto", S3Settings(bucket=f"images-{tag}", endpoint_url=moto_server.endpoint,
+                                      access_key="testing", secret_key="testing"))
+    try:
+        for store in ("swift1", "moto"):
+            data = random.Random(7).randbytes(3 * 1024 * 1024)  # past one Swift segment
+            image = _upload_to(multi, store, data)
+            assert image["stores"] == store
+            before = await (swift_leftovers(swift) if store == "swift1" else moto.list_names())
+            assert before == [image["id"]]
+            async with httpx.AsyncClient() as client:
+                r = await client.delete(multi.url + f"/v2/images/{image['id']}", headers=ADMIN)
+            assert r.status_code == 204
+            after = await (swift_leftovers(swift) if store == "swift1" else moto.list_names())
+            assert after == []
+    finally:
+        await swift.aclose()
+        await moto.aclose()
+
+
+def _upload_to(server: ServerProcess, store: str, data: bytes) -> dict[str, Any]:
+    image_id = create_image(server, ADMIN)
+    r = upload(server, image_id, data, {**ADMIN, "X-Image-Meta-Store": store})
+    assert r.status_code == 204, r.text
+    return show(server, image_id)
