@@ -192,3 +192,38 @@ def _upload_to(server: ServerProcess, store: str, data: bytes) -> dict[str, Any]
     r = upload(server, image_id, data, {**ADMIN, "X-Image-Meta-Store": store})
     assert r.status_code == 204, r.text
     return show(server, image_id)
+
+
+def test_a_store_that_is_down_fails_only_its_own_requests(
+    make_server: Any, tmp_path: Path
+) -> None:
+    from tests.servers import free_port
+
+    dead = free_port()  # nothing listens there
+    config = tmp_path / "streamd.toml"
+    config.write_text(f"""
+default_store = "local"
+[stores.local]
+type = "file"
+[stores.down]
+type = "swift"
+auth_url = "http://127.0.0.1:{dead}/auth/v1.0"
+user = "test:tester"
+key = "testing"
+[stores.s3down]
+type = "s3"
+endpoint = "http://127.0.0.1:{dead}"
+bucket = "images"
+access_key = "a"
+secret_key = "b"
+""")
+    server = make_server(env={"STREAMD_CONFIG": str(config)})  # starts: stores are not dialled
+    for store in ("down", "s3down"):
+        image_id = create_image(server, ADMIN)
+        r = upload(server, image_id, b"x" * 1000, {**ADMIN, "X-Image-Meta-Store": store})
+        assert r.status_code == 503, r.text
+        assert f"'{store}'" in error_of(r)["message"] and "unreachable" in error_of(r)["message"]
+        assert show(server, image_id)["status"] == "queued"
+    image_id = create_image(server, ADMIN)
+    assert upload(server, image_id, b"y" * 1000, ADMIN).status_code == 204
+    assert show(server, image_id)["stores"] == "local"
