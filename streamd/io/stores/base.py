@@ -21,6 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, TypeGuard
 
+from streamd.io.errors import ObjectNotFound
+
 # 255 is NAME_MAX on Linux; the file store adds a prefix and a suffix for its temp name
 MAX_KEY_LENGTH = 200
 
@@ -135,6 +137,33 @@ class LinkingStore(Store, Protocol):
 def can_link(store: Store) -> TypeGuard[LinkingStore]:
     """Does ``store`` take local files by hard link? Asks its declared capabilities."""
     return store.capabilities.hard_links
+
+
+@dataclass(frozen=True)
+class Locations:
+    """How an object store names its objects: ``<scheme>://<store>/<container>/<name>``.
+
+    The store's name is part of the location so that one registry row says unambiguously
+    which store it belongs to, and a location from another store is never read here.
+    """
+
+    scheme: str
+    store: str
+    container: str
+
+    @property
+    def _head(self) -> str:
+        return f"{self.scheme}://{self.store}/{self.container}/"
+
+    def of(self, name: str) -> str:
+        return self._head + name
+
+    def name(self, location: str) -> str:
+        """The object name in ``location``; ``ObjectNotFound`` if it is not this store's."""
+        name = location.removeprefix(self._head)
+        if name == location or not name:
+            raise ObjectNotFound(f"no such image data in store {self.store!r}")
+        return name
 
 
 def check_key(key: str) -> str:

@@ -24,7 +24,13 @@ from typing import Any, TypeVar
 import trio
 
 from streamd.io.errors import ObjectNotFound, StoreError, StoreFull
-from streamd.io.stores.base import StoreCapabilities, StoredObject, check_key, check_range
+from streamd.io.stores.base import (
+    Locations,
+    StoreCapabilities,
+    StoredObject,
+    check_key,
+    check_range,
+)
 from streamd.io.stores.chunks import ChunkCursor
 from streamd.units import KiB, MiB
 
@@ -84,6 +90,7 @@ class S3Store:
         self._limiter = limiter or trio.CapacityLimiter(8)
         self._client = _make_client(settings, max_pool=max(10, parts_in_flight * 4))
         self._bucket_ready = False
+        self._locations = Locations("s3", name, settings.bucket)
         self.bytes_fetched = 0  # body bytes received from the service by reads
 
     def __repr__(self) -> str:
@@ -92,18 +99,6 @@ class S3Store:
     async def aclose(self) -> None:
         """Close the client's connection pool."""
         await trio.to_thread.run_sync(self._client.close)
-
-    # -- locations -------------------------------------------------------------------------
-
-    def _location(self, key: str) -> str:
-        return f"s3://{self.name}/{self.bucket}/{self._settings.prefix}{key}"
-
-    def _object_key(self, location: str) -> str:
-        head = f"s3://{self.name}/{self.bucket}/"
-        key = location.removeprefix(head)
-        if key == location or not key:
-            raise ObjectNotFound(f"no such image data in store {self.name!r}")
-        return key
 
     # -- the protocol ----------------------------------------------------------------------
 
@@ -124,7 +119,7 @@ class S3Store:
             body = _ViewReader(memoryview(first)[:n])
             await self._call("write", lambda: self._client.put_object(
                 Bucket=self.bucket, Key=object_key, Body=body, ContentLength=n))
-            return StoredObject(self._location(key), n)
+            return StoredObject(self._locations.of(object_key), n)
         return await self._multipart(cursor, object_key, key, first, part_size)
 
     async def _multipart(
@@ -162,7 +157,7 @@ class S3Store:
             with trio.CancelScope(shield=True), trio.move_on_after(CLEANUP_TIMEOUT):
                 await self._abort(object_key, upload_id)
             raise
-        return StoredObject(self._location(key), total)
+        return StoredObject(self._locations.of(object_key), total)
 
     async def _upload_part(
         self, object_key: str, upload_id: str, number: int, buf: bytearray, n: int,
@@ -187,7 +182,7 @@ class S3Store:
         self, location: str, offset: int = 0, length: int | None = None
     ) -> AsyncIterator[bytes]:
         """One ranged GetObject, read ``read_chunk`` bytes per thread hop."""
-        object_key = self._object_key(location)
+        object_key = self._locations.name(location)
         size = await self._head(object_key)
         length = check_range(offset, length, size)
         if length == 0:
@@ -213,7 +208,7 @@ class S3Store:
 
     async def delete(self, location: str) -> None:
         try:
-            object_key = self._object_key(location)
+            object_key = self._locations.name(location)
         except ObjectNotFound:
             return
         try:
@@ -223,7 +218,7 @@ class S3Store:
             pass
 
     async def stat(self, location: str) -> int:
-        return await self._head(self._object_key(location))
+        return await self._head(self._locations.name(location))
 
     # -- upkeep ----------------------------------------------------------------------------
 

@@ -34,7 +34,13 @@ import httpx
 import trio
 
 from streamd.io.errors import ObjectNotFound, StoreError, StoreFull
-from streamd.io.stores.base import StoreCapabilities, StoredObject, check_key, check_range
+from streamd.io.stores.base import (
+    Locations,
+    StoreCapabilities,
+    StoredObject,
+    check_key,
+    check_range,
+)
 from streamd.io.stores.chunks import ChunkCursor
 from streamd.units import MiB
 
@@ -92,6 +98,7 @@ class SwiftStore:
         self._token = credentials.token
         self._auth_lock = trio.Lock()
         self._containers_ready = False
+        self._locations = Locations("swift", name, container)
         self.bytes_fetched = 0  # body bytes received from Swift by reads
 
     def __repr__(self) -> str:
@@ -99,18 +106,6 @@ class SwiftStore:
 
     async def aclose(self) -> None:
         await self._client.aclose()
-
-    # -- locations -------------------------------------------------------------------------
-
-    def _location(self, key: str) -> str:
-        return f"swift://{self.name}/{self.container}/{key}"
-
-    def _key(self, location: str) -> str:
-        prefix = f"swift://{self.name}/{self.container}/"
-        key = location.removeprefix(prefix)
-        if key == location or not key:
-            raise ObjectNotFound(f"no such image data in store {self.name!r}")
-        return key
 
     # -- the protocol ----------------------------------------------------------------------
 
@@ -130,7 +125,7 @@ class SwiftStore:
                 raise StoreError(f"more data than the {size} bytes announced reached "
                                  f"store {self.name!r}")
             await self._delete_all(old)
-            return StoredObject(self._location(key), size)
+            return StoredObject(self._locations.of(key), size)
         segment = self.segment_size
         if size is not None:
             segment = max(segment, math.ceil(size / MAX_SEGMENTS))
@@ -138,7 +133,7 @@ class SwiftStore:
             old = await self._segments_of(key)
             await self._put(self._object_path(self.container, key), b"")
             await self._delete_all(old)
-            return StoredObject(self._location(key), 0)
+            return StoredObject(self._locations.of(key), 0)
         prefix = f"{key}/{secrets.token_hex(8)}/"
         written: list[tuple[str, int]] = []
         try:
@@ -154,7 +149,7 @@ class SwiftStore:
                     await self._delete_quietly(self._object_path(self.segments, name))
             raise
         await self._delete_all(old)
-        return StoredObject(self._location(key), total)
+        return StoredObject(self._locations.of(key), total)
 
     async def _put_segments(
         self, cursor: ChunkCursor, prefix: str, segment: int, size: int | None,
@@ -192,7 +187,7 @@ class SwiftStore:
         self, location: str, offset: int = 0, length: int | None = None
     ) -> AsyncIterator[bytes]:
         """Yield exactly the bytes asked for, with one ranged GET."""
-        path = self._object_path(self.container, self._key(location))
+        path = self._object_path(self.container, self._locations.name(location))
         size = await self._head_size(path)
         length = check_range(offset, length, size)
         if length == 0:
@@ -218,7 +213,7 @@ class SwiftStore:
     async def delete(self, location: str) -> None:
         """Delete the object and, for a large one, its segments; a missing one is fine."""
         try:
-            key = self._key(location)
+            key = self._locations.name(location)
         except ObjectNotFound:
             return
         path = self._object_path(self.container, key)
@@ -244,7 +239,8 @@ class SwiftStore:
             self._raise_for(response, "delete")
 
     async def stat(self, location: str) -> int:
-        return await self._head_size(self._object_path(self.container, self._key(location)))
+        name = self._locations.name(location)
+        return await self._head_size(self._object_path(self.container, name))
 
     # -- upkeep for tests and operators ----------------------------------------------------
 
