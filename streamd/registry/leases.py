@@ -56,12 +56,16 @@ class LeaseRegistry:
         self.engine = engine
         self.clock = clock
 
-    def acquire(self, key: str, holder: str, ttl: dt.timedelta | float) -> bool:
+    def acquire(
+        self, key: str, holder: str, ttl: dt.timedelta | float, *, renew_own: bool = True
+    ) -> bool:
         """Take ``key`` for ``ttl`` (seconds or a timedelta): True when ``holder`` now has it.
 
         Free keys and expired leases are taken; a live lease of another holder is not. A
         holder acquiring what it already holds extends it (a restarted node with the same id
-        takes its own work back at once).
+        takes its own work back at once), unless ``renew_own`` is False: then its own live
+        lease is refused like any other (a periodic repair must not take over work that its
+        own node is still doing and renewing).
 
         The insert comes first, in its own transaction, and the conditional update after it,
         in another: an update of a missing row followed by an insert would, on MySQL, take
@@ -81,7 +85,8 @@ class LeaseRegistry:
                 taken = conn.execute(
                     leases_t.update()
                     .where(leases_t.c.key == key,
-                           sa.or_(leases_t.c.expires_at <= now, leases_t.c.holder == holder))
+                           sa.or_(leases_t.c.expires_at <= now, leases_t.c.holder == holder)
+                           if renew_own else leases_t.c.expires_at <= now)
                     .values(holder=holder, expires_at=expires, acquired_at=now)
                 ).rowcount
                 if taken:

@@ -75,6 +75,17 @@ def test_acquire_again_extends_ones_own_lease(leases: LeaseRegistry, clock: Fake
     assert leases.holder("upload:1").expires_at == clock.now + dt.timedelta(seconds=TTL)  # type: ignore[union-attr]
 
 
+def test_without_renew_own_only_expired_leases_are_taken(leases: LeaseRegistry,
+                                                         clock: FakeClock) -> None:
+    """A periodic repair leaves its own node's live work alone, and takes lapsed work back."""
+    assert leases.acquire("upload:1", "node-a", TTL)
+    assert not leases.acquire("upload:1", "node-a", TTL, renew_own=False)
+    clock.advance(TTL)
+    assert leases.acquire("upload:1", "node-a", TTL, renew_own=False)
+    assert leases.holder("upload:1").expires_at == clock.now + dt.timedelta(seconds=TTL)  # type: ignore[union-attr]
+    assert leases.acquire("upload:2", "node-a", TTL, renew_own=False)  # a free key
+
+
 def test_release(leases: LeaseRegistry) -> None:
     assert leases.acquire("upload:1", "node-a", TTL)
     assert not leases.release("upload:1", "node-b")
