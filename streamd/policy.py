@@ -18,6 +18,8 @@ The rules are Glance's defaults:
   member entry; the owner sees them all.
 - **Deactivate / reactivate**: admins only (the Image API reference's default), and only
   between ``active`` and ``deactivated``; a deactivated image's data is served to admins only.
+- **Copies in several stores**: copying an image to more stores (copy-image) and removing
+  one store's copy are for admins only (Glance's ``copy_image``, ``delete_image_location``).
 - **Protected properties**: custom property names matched by ``protected_properties`` are
   set, changed and removed by admins only.
 
@@ -145,6 +147,17 @@ def ensure_may_change_activation(ctx: RequestContext, image: ImageRecord, action
     if image.status not in allowed:
         raise Forbidden(f"Not allowed to {action} image in status '{image.status}': only "
                         f"{' or '.join(allowed)} images can be {action}d.")
+
+
+# -- copies of the data (multi-store) ----------------------------------------------------------
+
+
+def ensure_may_delete_copy(ctx: RequestContext, image: ImageRecord) -> None:
+    """Removing one store's copy (``DELETE /v2/stores/{store}/{image}``) is for admins, as
+    Glance's default ``delete_image_location`` (``rule:context_is_admin``): owners too get
+    403 there, and delete the whole image instead."""
+    if not ctx.is_admin:
+        raise Forbidden("You are not authorized to complete delete_image_location action.")
 
 
 # -- protected properties ----------------------------------------------------------------------

@@ -17,7 +17,18 @@ from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
 
 from streamd.auth import Authenticator, make_authenticator
-from streamd.http import data, images, imports, info, members, schemas, staging, tasks, versions
+from streamd.http import (
+    data,
+    images,
+    imports,
+    info,
+    members,
+    schemas,
+    staging,
+    stores,
+    tasks,
+    versions,
+)
 from streamd.http.context import AUTH_KEY, RUNTIME_KEY, authenticate_request
 from streamd.http.errors import describe, error_body
 from streamd.http.rawasgi import ASGIApp, Receive, Scope, Send
@@ -51,7 +62,8 @@ def create_quart_app(rt: Runtime, authenticator: Authenticator) -> QuartTrio:
     app.config["PROPAGATE_EXCEPTIONS"] = False
     app.config["RESPONSE_TIMEOUT"] = rt.settings.response_timeout  # metadata routes only
     app.json.sort_keys = False  # type: ignore[attr-defined]
-    for bp in (versions.bp, schemas.bp, images.bp, members.bp, info.bp, imports.bp, tasks.bp):
+    for bp in (versions.bp, schemas.bp, images.bp, members.bp, info.bp, imports.bp, tasks.bp,
+               stores.bp):
         app.register_blueprint(bp)
 
     @app.errorhandler(HTTPException)

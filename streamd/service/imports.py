@@ -13,13 +13,28 @@ remains (glance-direct can be retried at once) or ``queued`` (web-download), wit
   system, else a copy checked against its xxh3), with the digests computed while staging.
 - web-download: the URI is fetched (``streamd.io.web_download``: SSRF filters on every hop)
   straight through the upload pipeline into the store, capped at ``image_size_cap``.
-- copy-image: copies an active image to more stores. With one store there is nowhere to
-  copy to, so it is not offered (``enabled_methods``) and, if enabled anyway, refused as
-  Glance refuses a copy to a store that has the image.
+- copy-image (admins, as Glance's ``copy_image``): an active image's data is copied to
+  more stores (``stores``, or ``all_stores``: every writable store that lacks it), one after
+  the other, by ``streamd.service.copies`` (store to store through the pipeline, verified
+  against the recorded digests). The image stays ``active`` and downloadable throughout;
+  ``os_glance_importing_to_stores`` lists the stores still to come, and each finished copy
+  joins ``stores``. With one store there is nowhere to copy to, so it is not offered
+  (``enabled_methods``).
+- Several ``stores`` for glance-direct or web-download: the data goes into the first one
+  (the image becomes ``active`` there), then it is copied into the others as copy-image
+  would. (Glance imports into each store from the staged file; the result is the same.)
+
+``all_stores_must_succeed`` (default true, as Glance) decides what a failed copy means: true,
+the task fails and the copies it made are removed (the image keeps the data it had);
+false, the others go on and the task succeeds. Either way ``os_glance_failed_import`` names
+the stores that failed.
 
 A crash during an import is repaired at start-up (``streamd.service.repair``):
 ``importing`` images go back to ``uploading`` if their stage is there, else ``queued``
-(``revert_importing``), and unfinished tasks are marked failed.
+(``revert_importing``), and unfinished tasks are marked failed. A copy that a crash
+interrupted leaves its image active with the copies already made (an object written but not
+yet recorded stays in the target store, and ``os_glance_importing_to_stores`` still names
+the stores not reached).
 """
 
 from __future__ import annotations
@@ -41,7 +56,7 @@ from streamd.io import SizeCapExceeded, StoredObject
 from streamd.io.web_download import SourceUnavailable, UriFilter, UriRefused, open_web_source
 from streamd.registry import ImageRecord
 from streamd.registry.tasks import UNFINISHED, TaskRecord
-from streamd.service import quotas
+from streamd.service import copies, quotas
 from streamd.service.access import visible_image
 from streamd.service.runtime import Runtime
 from streamd.service.stored_data import registry_values
@@ -88,6 +103,7 @@ class ImportRequest:
     uri: str | None
     stores: list[str] | None
     all_stores: bool
+    all_stores_must_succeed: bool
     body: Mapping[str, Any]
 
 
@@ -115,7 +131,9 @@ def parse_import(body: Any, enabled: list[str]) -> ImportRequest:
     if "uri" in method and name != "web-download":
         raise BadRequest('URI is only supported with method: "web-download"')
     return ImportRequest(method=name, uri=method.get("uri"), stores=stores,
-                         all_stores=body.get("all_stores", False), body=body)
+                         all_stores=body.get("all_stores", False),
+                         all_stores_must_succeed=body.get("all_stores_must_succeed", True),
+                         body=body)
 
 
 def _stores(rt: Runtime, request: ImportRequest, store_header: str | None) -> list[str]:
@@ -126,7 +144,9 @@ def _stores(rt: Runtime, request: ImportRequest, store_header: str | None) -> li
         if request.stores is not None or store_header is not None:
             raise BadRequest("All_stores parameter can't be used with x-image-meta-store "
                              "header or stores parameter")
-        return list(known)
+        # Glance's _get_available_stores: a read-only (http) store takes no data
+        return [store_id for store_id, store in rt.stores.stores.items()
+                if not store.capabilities.read_only]
     if request.stores is not None:
         if store_header is not None:
             raise BadRequest("Stores parameter and x-image-meta-store header can't be both "
@@ -162,11 +182,14 @@ async def start_import(
     if method == "copy-image":
         if not ctx.is_admin:  # Glance's default copy_image policy: role:admin
             raise Forbidden("You are not authorized to complete copy_image action.")
+        await _ensure_no_import_running(rt, image)
     else:
         policy.ensure_modifiable(ctx, image, "import data into")
-    stores = _stores(rt, request, store_header)
+    stores = list(dict.fromkeys(_stores(rt, request, store_header)))  # each store once
     if method == "copy-image":
-        return _copy_image(image, stores, request.all_stores)
+        stores = _copy_targets(image, stores, request.all_stores)
+        if not stores:
+            return None  # Glance: 202, the image is in every store already
     if method == "web-download":
         await _check_uri(rt, request.uri)
     await _ensure_quota(rt, image)
@@ -182,15 +205,10 @@ async def start_import(
                     "the offset to resume from) and import again."
                 )
         task_id = str(uuid.uuid4())
-        try:
-            await rt.db(rt.registry.update, image_id, {"status": "importing"},
-                        {IMPORT_TASK: task_id, IMPORTING_TO: ",".join(stores),
-                         FAILED_IMPORT: ""}, expected_status=[_FROM_STATUS[method]])
-        except Conflict:
-            raise Conflict(f"New operation on image '{image_id}' is not permitted as prior "
-                           "operation is still in progress") from None
         job = _Job(image_id=image_id, task_id=task_id, method=method, uri=request.uri,
-                   stores=stores, owner=image.owner)
+                   stores=stores, owner=image.owner,
+                   all_must_succeed=request.all_stores_must_succeed)
+        await _mark_importing(rt, job, image)
         try:
             task = await rt.db(
                 rt.tasks.create, TASK_TYPE, owner=ctx.project_id, image_id=image_id,
@@ -208,17 +226,56 @@ async def start_import(
     return task
 
 
-def _copy_image(image: ImageRecord, stores: list[str], all_stores: bool) -> None:
-    """copy-image with the stores there are: each one already holds the image."""
+def _copy_targets(image: ImageRecord, stores: list[str], all_stores: bool) -> list[str]:
+    """The stores copy-image copies into: with ``all_stores`` those that lack the image
+    (maybe none); else ``stores``, 400 if one of them has it already (as Glance)."""
     if all_stores:
-        remaining = [s for s in stores if s != image.store]
-        if not remaining:
-            return None  # Glance: 202, the image is in every store already
+        return [s for s in stores if s not in image.stores]
+    for store in image.stores:
+        if store in stores:
+            raise BadRequest(copies.already_present(store))
+    return stores
+
+
+async def _ensure_no_import_running(rt: Runtime, image: ImageRecord) -> None:
+    """409 while the import task named by ``os_glance_import_task`` is unfinished (Glance's
+    import lock): a copy started on another node. This node's own jobs are refused by
+    ``rt.jobs``; two nodes that both pass this check meet in ``add_location``, where one copy
+    per store wins and the other is deleted."""
+    task_id = image.properties.get(IMPORT_TASK)
+    if not task_id:
+        return
+    try:
+        task = await rt.db(rt.tasks.get, task_id)
+    except NotFound:
+        return
+    if task.status in UNFINISHED:
+        raise Conflict(f"New operation on image '{image.id}' is not permitted as prior "
+                       f"operation is still in progress (import task {task_id})")
+
+
+async def _mark_importing(rt: Runtime, job: _Job, image: ImageRecord) -> None:
+    """The image's ``os_glance_*`` properties for a new import job; an import (not a copy)
+    also moves the image to ``importing``, which only one request can do."""
+    if job.method == "copy-image":
+        # as Glance, a store being copied to again is no longer listed as failed
+        failed = [s for s in _listed(image.properties.get(FAILED_IMPORT))
+                  if s not in job.stores]
+        values: dict[str, Any] = {}
+        expected = ["active"]
     else:
-        for store in stores:
-            if store == image.store:
-                raise BadRequest(f"Image is already present at store '{store}'")
-    raise BadRequest("copy-image needs a second store to copy to; this cloud has one.")
+        failed, values, expected = [], {"status": "importing"}, [_FROM_STATUS[job.method]]
+    try:
+        await rt.db(rt.registry.update, job.image_id, values,
+                    {IMPORT_TASK: job.task_id, IMPORTING_TO: ",".join(job.stores),
+                     FAILED_IMPORT: ",".join(failed)}, expected_status=expected)
+    except Conflict:
+        raise Conflict(f"New operation on image '{job.image_id}' is not permitted as prior "
+                       "operation is still in progress") from None
+
+
+def _listed(stores: str | None) -> list[str]:
+    return [s for s in (stores or "").split(",") if s]
 
 
 async def _ensure_quota(rt: Runtime, image: ImageRecord) -> None:
@@ -255,13 +312,31 @@ class _Job:
     task_id: str
     method: str
     uri: str | None
-    stores: list[str]
+    stores: list[str]  # an import's first store, then those it is copied to
     owner: str | None
+    all_must_succeed: bool = True
+
+    @property
+    def copy_targets(self) -> list[str]:
+        return self.stores if self.method == "copy-image" else self.stores[1:]
 
 
 async def _run(rt: Runtime, job: _Job) -> None:
-    """Import, then record the result; on any failure put the image back (never raises
-    but for cancellation, which also puts the image back)."""
+    """Import (into the first store), then copy to the others; record each result and put
+    things back on failure (never raises but for cancellation)."""
+    if job.method != "copy-image":
+        size = await _import(rt, job)
+        if size is None:
+            return
+        if not job.copy_targets:
+            await _close_task(rt, job, "success", f"Copied {size // MiB} MiB")
+            return
+    await _copy(rt, job)
+
+
+async def _import(rt: Runtime, job: _Job) -> int | None:
+    """The data into ``job.stores[0]``, the image ``active``: its size, or None when the
+    import failed (the image put back, the task failed). Re-raises cancellation."""
     stored: StoredObject | None = None
     try:
         await rt.db(rt.tasks.change, job.task_id, ["pending"], "processing")
@@ -269,9 +344,10 @@ async def _run(rt: Runtime, job: _Job) -> None:
             stored, values = await _move_stage(rt, job)
         else:
             stored, values = await _download(rt, job)
+        rest = job.copy_targets
         await rt.db(rt.registry.update, job.image_id, {**values, "status": "active"},
-                    {IMPORTING_TO: "", FAILED_IMPORT: ""}, [IMPORT_TASK],
-                    expected_status=["importing"])
+                    {IMPORTING_TO: ",".join(rest), FAILED_IMPORT: ""},
+                    [] if rest else [IMPORT_TASK], expected_status=["importing"])
     except BaseException as exc:
         with trio.CancelScope(shield=True):
             if stored is not None:
@@ -279,19 +355,116 @@ async def _run(rt: Runtime, job: _Job) -> None:
             await _put_back(rt, job, exc)
         if not isinstance(exc, Exception):
             raise  # a cancellation: the job's scope (or the nursery) takes it
-        return
-    size = values["size"]
+        return None
+    size: int = values["size"]
     log.info("IMPORTED image=%s method=%s size=%d task=%s", job.image_id, job.method, size,
              job.task_id)
-    try:
-        if job.method == "glance-direct":
+    if job.method == "glance-direct":
+        try:
             await rt.staging.discard(job.image_id)
-        await rt.db(rt.tasks.change, job.task_id, UNFINISHED, "success",
-                    message=f"Copied {size // MiB} MiB", result={"image_id": job.image_id},
-                    expires_at=rt.tasks.clock() + TASK_TIME_TO_LIVE)
+        except Exception:
+            log.exception("image %s is active but its stage could not be removed",
+                          job.image_id)
+    return size
+
+
+async def _copy(rt: Runtime, job: _Job) -> None:
+    """Copy the active image to each of ``job.copy_targets`` in turn (``copies.copy_to``),
+    keeping ``os_glance_importing_to_stores`` / ``os_glance_failed_import`` current; then
+    close the task. With ``all_must_succeed`` the first failure ends the job and removes the
+    copies it made."""
+    targets = job.copy_targets
+    done: list[str] = []
+    failed: list[str] = []
+    copying: list[str] = []  # the store being copied to, when interrupted
+    reason = ""
+    try:
+        if job.method == "copy-image":
+            await rt.db(rt.tasks.change, job.task_id, ["pending"], "processing")
+        for n, store_id in enumerate(targets):
+            copying[:] = [store_id]
+            try:
+                await copies.copy_to(rt, job.image_id, store_id)
+                done.append(store_id)
+            except Exception as exc:
+                failed.append(store_id)
+                reason = f"Copy to store '{store_id}' failed: {_reason(exc)}"
+                _log_failure(job, reason, exc)
+                if job.all_must_succeed:
+                    break
+            copying.clear()
+            await _set_progress(rt, job, targets[n + 1:], failed)
+    except BaseException as exc:  # cancelled (image deleted, shutdown), or the registry failed
+        with trio.CancelScope(shield=True):
+            await _end_copy(rt, job, [*failed, *copying], "failure", _reason(exc))
+        if not isinstance(exc, Exception):
+            raise
+        return
+    with trio.CancelScope(shield=True):
+        if failed and job.all_must_succeed:
+            for store_id in done:  # all or nothing, as Glance reverts every store's import
+                await copies.discard(rt, job.image_id, store_id)
+            await _end_copy(rt, job, failed, "failure", reason)
+            return
+        image = await _current(rt, job.image_id)
+        size = image.size if image is not None and image.size is not None else 0
+        copied = f"Copied {size // MiB} MiB to {len(done)} store(s)"
+        message = f"{copied}; {reason}" if failed else copied
+        await _end_copy(rt, job, failed, "success", message)
+
+
+async def _set_progress(rt: Runtime, job: _Job, pending: list[str], failed: list[str]) -> None:
+    """The stores still to copy to, and those that failed, on the image (as Glance shows
+    them while it works); a deleted image has nothing to show it on."""
+    try:
+        await rt.db(rt.registry.update, job.image_id, None,
+                    {IMPORTING_TO: ",".join(pending), FAILED_IMPORT: ",".join(failed)})
+    except NotFound:
+        pass
+
+
+async def _end_copy(
+    rt: Runtime, job: _Job, failed: list[str], status: str, message: str
+) -> None:
+    """The copies are over: no store is pending, ``failed`` named, the import lock
+    (``os_glance_import_task``) dropped, the task closed. Never raises."""
+    try:
+        await rt.db(rt.registry.update, job.image_id, None,
+                    {IMPORTING_TO: "", FAILED_IMPORT: ",".join(failed)}, [IMPORT_TASK])
+    except NotFound:
+        pass  # the image was deleted: that stopped the job
     except Exception:
-        log.exception("image %s is active but its import task %s could not be closed",
-                      job.image_id, job.task_id)
+        log.exception("could not record the end of the copies of image %s", job.image_id)
+    await _close_task(rt, job, status, message)
+
+
+async def _close_task(rt: Runtime, job: _Job, status: str, message: str) -> None:
+    """Mark the job's task ``status`` with ``message``. Never raises."""
+    result = {"image_id": job.image_id} if status == "success" else None
+    try:
+        await rt.db(rt.tasks.change, job.task_id, UNFINISHED, status, message=message,
+                    result=result, expires_at=rt.tasks.clock() + TASK_TIME_TO_LIVE)
+    except (NotFound, Conflict):
+        pass  # already closed
+    except Exception:
+        log.exception("could not close import task %s of image %s", job.task_id, job.image_id)
+    if status == "success":
+        log.info("IMPORT DONE image=%s task=%s: %s", job.image_id, job.task_id, message)
+
+
+async def _current(rt: Runtime, image_id: str) -> ImageRecord | None:
+    try:
+        return await rt.db(rt.registry.get, image_id)
+    except Exception:
+        return None
+
+
+def _log_failure(job: _Job, reason: str, exc: BaseException) -> None:
+    if isinstance(exc, Exception) and not isinstance(exc, StreamdError):
+        log.error("import of image %s (task %s): %s", job.image_id, job.task_id, reason,
+                  exc_info=exc)
+    else:
+        log.warning("IMPORT FAILED image=%s task=%s: %s", job.image_id, job.task_id, reason)
 
 
 async def _move_stage(rt: Runtime, job: _Job) -> tuple[StoredObject, dict[str, Any]]:
@@ -338,26 +511,20 @@ def _reason(exc: BaseException) -> str:
 
 
 async def _put_back(rt: Runtime, job: _Job, exc: BaseException) -> None:
-    """After a failed import: the image to ``uploading`` (stage still there) or ``queued``,
-    ``os_glance_failed_import`` set, and the task failed with the reason. Never raises."""
+    """After a failed import: the image to ``uploading`` (stage still there) or ``queued``
+    (a copy-image's stays active), ``os_glance_failed_import`` set, and the task failed with
+    the reason. Never raises."""
     reason = _reason(exc)
-    if isinstance(exc, Exception) and not isinstance(exc, StreamdError):
-        log.error("import of image %s (task %s) failed", job.image_id, job.task_id,
-                  exc_info=exc)
-    else:
-        log.warning("IMPORT FAILED image=%s task=%s: %s", job.image_id, job.task_id, reason)
+    _log_failure(job, reason, exc)
+    if job.method == "copy-image":
+        await _end_copy(rt, job, job.stores, "failure", reason)
+        return
     try:
         await revert_importing(rt, job.image_id, ",".join(job.stores),
                                keep_stage=job.method == "glance-direct")
     except Exception:
         log.exception("could not put image %s back after its import failed", job.image_id)
-    try:
-        await rt.db(rt.tasks.change, job.task_id, UNFINISHED, "failure", message=reason,
-                    expires_at=rt.tasks.clock() + TASK_TIME_TO_LIVE)
-    except (NotFound, Conflict):
-        pass  # not created yet, or already closed
-    except Exception:
-        log.exception("could not mark import task %s failed", job.task_id)
+    await _close_task(rt, job, "failure", reason)
 
 
 async def revert_importing(rt: Runtime, image_id: str, stores: str, *, keep_stage: bool) -> None:
@@ -388,11 +555,12 @@ async def _delete_quietly(rt: Runtime, store_id: str, location: str) -> None:
 
 
 async def forget_image(rt: Runtime, image: ImageRecord) -> None:
-    """Stop an import into ``image`` and remove its stage: the image is being deleted.
+    """Stop an import or copy into ``image`` and remove its stage: the image is being deleted.
 
     Runs after the upload/stage into it was cancelled (``transfers.delete_data``). An import
-    that completed while being stopped left data the caller's ``image`` does not know of:
-    it is removed here.
+    that completed, or a copy that was recorded, while being stopped left data the caller's
+    ``image`` does not know of: it is removed here. (A copy stopped before it was recorded
+    removes its own object.)
     """
     await rt.jobs.stop(image.id)
     await rt.staging.discard(image.id)
@@ -400,5 +568,6 @@ async def forget_image(rt: Runtime, image: ImageRecord) -> None:
         current = await rt.db(rt.registry.get, image.id)
     except NotFound:
         return
-    if current.location and current.store and current.location != image.location:
-        await rt.stores.holding(current.store).delete(current.location)
+    for copy in current.locations:
+        if copy not in image.locations:
+            await rt.stores.holding(copy.store).delete(copy.location)
