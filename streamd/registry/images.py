@@ -472,6 +472,9 @@ class ImageRegistry:
         Conflict when the image is not active (its data is not complete anywhere, or it is
         deactivated) or already has a copy in ``store``; the image row is updated in the
         same transaction, so this waits for, or fails after, a concurrent status change.
+        The copy comes after the existing ones (``locations`` order, which downloads try
+        first): its ``created_at`` is a second past theirs when the clock has not moved on,
+        since times are kept in whole seconds.
         """
         now = self.clock()
         try:
@@ -481,6 +484,10 @@ class ImageRegistry:
                     .values(updated_at=now))
                 if result.rowcount == 0:
                     self._raise_missing_or_conflict(conn, image_id, ("active",))
+                latest = conn.execute(sa.select(sa.func.max(locations_t.c.created_at))
+                                      .where(locations_t.c.image_id == image_id)).scalar()
+                if latest is not None and latest >= now:
+                    now = latest + dt.timedelta(seconds=1)
                 self._write_copies(conn, image_id, [StoredCopy(store, location)], now)
         except IntegrityError:
             raise Conflict(f"Image {image_id} already has a copy in store {store}") from None
