@@ -193,7 +193,7 @@ async def start_import(
     if method == "web-download":
         await _check_uri(rt, request.uri)
     await _ensure_quota(rt, image)
-    with rt.jobs.reserve(image_id, "import") as reservation:
+    async with rt.jobs.reserve(image_id, "import") as reservation:
         if method == "glance-direct":
             stage = await rt.staging.stage(image_id)
             if stage is None or not stage.complete:
@@ -205,10 +205,14 @@ async def start_import(
                     "the offset to resume from) and import again."
                 )
         task_id = str(uuid.uuid4())
+        # as Glance, stores copied to again are no longer listed as failed; others stay
+        failed_before = tuple(s for s in _listed(image.properties.get(FAILED_IMPORT))
+                              if s not in stores) if method == "copy-image" else ()
         job = _Job(image_id=image_id, task_id=task_id, method=method, uri=request.uri,
                    stores=stores, owner=image.owner,
-                   all_must_succeed=request.all_stores_must_succeed)
-        await _mark_importing(rt, job, image)
+                   all_must_succeed=request.all_stores_must_succeed,
+                   failed_before=failed_before)
+        await _mark_importing(rt, job)
         try:
             task = await rt.db(
                 rt.tasks.create, TASK_TYPE, owner=ctx.project_id, image_id=image_id,
@@ -254,21 +258,18 @@ async def _ensure_no_import_running(rt: Runtime, image: ImageRecord) -> None:
                        f"operation is still in progress (import task {task_id})")
 
 
-async def _mark_importing(rt: Runtime, job: _Job, image: ImageRecord) -> None:
+async def _mark_importing(rt: Runtime, job: _Job) -> None:
     """The image's ``os_glance_*`` properties for a new import job; an import (not a copy)
     also moves the image to ``importing``, which only one request can do."""
     if job.method == "copy-image":
-        # as Glance, a store being copied to again is no longer listed as failed
-        failed = [s for s in _listed(image.properties.get(FAILED_IMPORT))
-                  if s not in job.stores]
         values: dict[str, Any] = {}
         expected = ["active"]
     else:
-        failed, values, expected = [], {"status": "importing"}, [_FROM_STATUS[job.method]]
+        values, expected = {"status": "importing"}, [_FROM_STATUS[job.method]]
     try:
         await rt.db(rt.registry.update, job.image_id, values,
                     {IMPORT_TASK: job.task_id, IMPORTING_TO: ",".join(job.stores),
-                     FAILED_IMPORT: ",".join(failed)}, expected_status=expected)
+                     FAILED_IMPORT: ",".join(job.failed_before)}, expected_status=expected)
     except Conflict:
         raise Conflict(f"New operation on image '{job.image_id}' is not permitted as prior "
                        "operation is still in progress") from None
@@ -315,6 +316,7 @@ class _Job:
     stores: list[str]  # an import's first store, then those it is copied to
     owner: str | None
     all_must_succeed: bool = True
+    failed_before: tuple[str, ...] = ()  # os_glance_failed_import's stores kept by a copy
 
     @property
     def copy_targets(self) -> list[str]:
@@ -418,7 +420,8 @@ async def _set_progress(rt: Runtime, job: _Job, pending: list[str], failed: list
     them while it works); a deleted image has nothing to show it on."""
     try:
         await rt.db(rt.registry.update, job.image_id, None,
-                    {IMPORTING_TO: ",".join(pending), FAILED_IMPORT: ",".join(failed)})
+                    {IMPORTING_TO: ",".join(pending),
+                     FAILED_IMPORT: ",".join([*job.failed_before, *failed])})
     except NotFound:
         pass
 
@@ -430,7 +433,8 @@ async def _end_copy(
     (``os_glance_import_task``) dropped, the task closed. Never raises."""
     try:
         await rt.db(rt.registry.update, job.image_id, None,
-                    {IMPORTING_TO: "", FAILED_IMPORT: ",".join(failed)}, [IMPORT_TASK])
+                    {IMPORTING_TO: "", FAILED_IMPORT: ",".join([*job.failed_before, *failed])},
+                    [IMPORT_TASK])
     except NotFound:
         pass  # the image was deleted: that stopped the job
     except Exception:
