@@ -8,11 +8,14 @@ names it instead of failing later in the middle of a transfer.
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 import os
+import socket
 import tomllib
 import types
 import typing
+import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -108,6 +111,18 @@ class Settings:
     # that uploads go to unless a request names another; no tables: one file store
     stores: tuple[StoreSpec, ...] = (DEFAULT_FILE_STORE,)
     default_store: str | None = None  # None: the only store (required with several)
+    # several API nodes on one registry (streamd.service.leases): who this node is in the
+    # leases it holds (None: this host's name and a digest of data_dir, the same after a
+    # restart, so that a restarted node takes its own work back at once); how long a lease
+    # lasts without renewal (renewed every third of it: a crashed node's upload is repaired
+    # this long after its last renewal); the URL other nodes reach this one at, recorded on
+    # the images it stages (os_glance_stage_host) so that their imports are sent here (None:
+    # http:// and bind, this host's name for a wildcard address); seconds between repair
+    # passes, which put back the work whose lease has run out
+    node_id: str | None = None
+    lease_ttl: float = 60.0
+    worker_self_reference_url: str | None = None
+    repair_interval: float = 60.0
     # server
     workers: int = 1
     keep_alive_timeout: float = 75.0
@@ -137,6 +152,26 @@ class Settings:
     @property
     def should_auto_migrate(self) -> bool:
         return self.uses_embedded_db if self.auto_migrate is None else self.auto_migrate
+
+    @property
+    def node(self) -> str:
+        """``node_id``, or one derived from this host and ``data_dir`` (see ``node_id``)."""
+        if self.node_id:
+            return self.node_id
+        where = hashlib.sha256(str(self.data_dir.resolve()).encode()).hexdigest()[:12]
+        return f"{socket.gethostname()}-{where}"
+
+    @property
+    def self_url(self) -> str:
+        """``worker_self_reference_url`` without a trailing slash, or one made from ``bind``."""
+        if self.worker_self_reference_url:
+            return self.worker_self_reference_url.rstrip("/")
+        host = self.host
+        if host in ("0.0.0.0", "::", ""):
+            host = socket.getfqdn()
+        elif ":" in host:
+            host = f"[{host}]"
+        return f"http://{host}:{self.port}"
 
     @property
     def default_store_id(self) -> str:
@@ -245,6 +280,18 @@ def _check(s: Settings) -> None:
     for name in ("response_timeout", "upload_idle_timeout", "keystone_timeout"):
         if getattr(s, name) <= 0:
             raise bad(name, "must be positive")
+    if s.lease_ttl < 1:
+        raise bad("lease_ttl", "must be at least 1 second (leases expire on whole seconds)")
+    if s.repair_interval <= 0:
+        raise bad("repair_interval", "must be positive")
+    if s.node_id is not None and not (0 < len(s.node_id) <= 255 and s.node_id.isprintable()):
+        raise bad("node_id", "must be 1 to 255 printable characters (or unset: host name and "
+                  "a digest of data_dir)")
+    if s.worker_self_reference_url is not None:
+        ref = urllib.parse.urlsplit(s.worker_self_reference_url)
+        if ref.scheme not in ("http", "https") or not ref.hostname or ref.query or ref.fragment:
+            raise bad("worker_self_reference_url", f"{s.worker_self_reference_url!r} is not an "
+                      "http(s) URL of this node, e.g. http://node-a.example:9292")
     if s.limit_param_default > s.api_limit_max:
         raise bad("limit_param_default", "must not exceed api_limit_max")
     ids = [spec.id for spec in s.stores]

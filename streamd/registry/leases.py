@@ -116,6 +116,12 @@ class LeaseRegistry:
                 leases_t.delete().where(leases_t.c.key == key, leases_t.c.holder == holder)
             ).rowcount > 0
 
+    def release_all(self, holder: str) -> int:
+        """Give up every lease of ``holder``; return how many. For a node starting up, none
+        of whose work can be running any more: what it held is left to repair."""
+        with connect(self.engine, write=True) as conn:
+            return conn.execute(leases_t.delete().where(leases_t.c.holder == holder)).rowcount
+
     def holder(self, key: str) -> LeaseHolder | None:
         """Who holds ``key`` and until when, expired or not; None when nobody does."""
         with connect(self.engine) as conn:

@@ -4,11 +4,14 @@ Two things need one owner per image: a stage request appending to the staging ar
 an import job moving data into the store. ``ImageJobs.claim`` gives an image to one of them
 at a time (the other gets 409 at once instead of racing it). With several worker processes
 (``workers`` > 1) a claim is also an ``flock`` on a file per image in ``lock_dir``, which
-the processes of one server share; servers on other hosts would need a lease in the
-registry (not done: one data dir per server). Import
-jobs run as tasks in the server's nursery (``Runtime.nursery``), each inside a cancel
-scope kept here, so that deleting the image stops its job and waits for it to clean up,
-and shutting down cancels them all and waits (``drain``) before the registry is closed.
+the processes of one server share. Between nodes, an import job also holds an ``import``
+lease in the registry (``streamd.service.leases``), taken before the image becomes
+``importing`` and renewed while the job runs, so that no other node's repair touches it.
+Import jobs run as tasks in the server's nursery (``Runtime.nursery``), each inside a cancel
+scope kept here, so that deleting the image stops its job and waits for it to clean up
+(deleted through another node: the lease's renewal finds the image gone and cancels the
+job the same way), and shutting down cancels them all and waits (``drain``) before the
+registry is closed.
 """
 
 from __future__ import annotations
@@ -18,12 +21,13 @@ import fcntl
 import hashlib
 import logging
 import os
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 
 import trio
 
 from streamd.errors import Conflict
+from streamd.service.leases import Lease, NodeLeases
 
 log = logging.getLogger(__name__)
 
@@ -35,9 +39,11 @@ Job = Callable[[], Awaitable[None]]
 class ImageJobs:
     """The claims on images and the import jobs running in this process."""
 
-    def __init__(self, lock_dir: Path | None = None) -> None:
+    def __init__(self, lock_dir: Path | None = None, *, leases: NodeLeases | None = None
+                 ) -> None:
         self._claims: dict[str, str] = {}  # image id -> what holds it ("stage", "import")
         self._jobs: dict[str, tuple[trio.CancelScope, trio.Event]] = {}
+        self._leases = leases  # None: one node (tests of the claims alone)
         self._lock_dir = lock_dir
         self._locks: dict[str, int] = {}  # image id -> the fd holding its flock
         if lock_dir is not None:
@@ -93,28 +99,39 @@ class ImageJobs:
         finally:
             self._drop(image_id)
 
-    @contextlib.contextmanager
-    def reserve(self, image_id: str, what: str) -> Iterator[Reservation]:
-        """Claim ``image_id`` (409 if held) for a job that ``Reservation.start`` launches.
+    @contextlib.asynccontextmanager
+    async def reserve(self, image_id: str, what: str = "import") -> AsyncIterator[Reservation]:
+        """Claim ``image_id`` (409 if held here) and take its ``import`` lease (409 if another
+        node holds it) for a job that ``Reservation.start`` launches.
 
-        Until the job starts, the claim is the block's and ends with it; once started, it
-        is the job's and ends with the job.
+        Until the job starts, claim and lease are the block's and end with it; once started,
+        they are the job's and end with the job, which renews the lease meanwhile.
         """
         self._take(image_id, what)
         reservation = Reservation(self, image_id)
         try:
+            if self._leases is not None:
+                reservation.lease = await self._leases.acquire("import", image_id)
             yield reservation
         finally:
             if not reservation.started:
+                if reservation.lease is not None:
+                    await reservation.lease.release()
                 self._drop(image_id)
 
-    def _start(self, nursery: trio.Nursery, image_id: str, job: Job) -> None:
+    def _start(self, nursery: trio.Nursery, image_id: str, job: Job, lease: Lease | None
+               ) -> None:
         scope, done = trio.CancelScope(), trio.Event()
 
         async def run() -> None:
             try:
                 with scope:
-                    await job()
+                    if lease is None:
+                        await job()
+                    else:
+                        # lost (the image deleted through another node): cancelled as by stop()
+                        async with lease.kept(on_lost=lambda _: scope.cancel()):
+                            await job()
             finally:
                 del self._jobs[image_id]
                 self._drop(image_id)
@@ -156,12 +173,13 @@ class Reservation:
         self._jobs = jobs
         self.image_id = image_id
         self.started = False
+        self.lease: Lease | None = None
 
     def start(self, nursery: trio.Nursery, job: Job) -> None:
-        """Run ``job`` in ``nursery``, holding the claim until it ends.
+        """Run ``job`` in ``nursery``, holding the claim and the lease until it ends.
 
         ``job`` must not raise: an exception would take the server's nursery down. A
-        cancellation (``ImageJobs.stop``, shutdown) is fine.
+        cancellation (``ImageJobs.stop``, shutdown, the lease lost) is fine.
         """
-        self._jobs._start(nursery, self.image_id, job)
+        self._jobs._start(nursery, self.image_id, job, self.lease)
         self.started = True

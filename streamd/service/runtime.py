@@ -1,8 +1,9 @@
 """The long-lived parts of a running server, opened and closed together.
 
 ``open_runtime`` is entered inside the server's nursery: the registry's engine and its
-worker-thread limiter, the stores, the staging area, the transfer slots and the import jobs
-all live exactly as long as that block. The runtime is a container: it runs no use case.
+worker-thread limiter, the stores, the staging area, the transfer slots, the import jobs and
+this node's leases (``streamd.service.leases``, renewed by tasks in that nursery) all live
+exactly as long as that block. The runtime is a container: it runs no use case.
 Start-up repair (``streamd.service.repair``) and the periodic jobs
 (``streamd.service.periodic``) are run by whoever opens it, inside its block, so that they
 are over before the registry's engine is disposed.
@@ -10,6 +11,7 @@ are over before the registry's engine is disposed.
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -20,9 +22,17 @@ import trio
 from streamd.config import Settings
 from streamd.io import BufferBudget, ByteSource, Store, UploadResult, store_stream
 from streamd.io.staging import StagingArea
-from streamd.registry import ImageRegistry, MemberRegistry, ensure_current, make_engine
+from streamd.registry import (
+    ImageRegistry,
+    LeaseRegistry,
+    MemberRegistry,
+    ensure_current,
+    make_engine,
+    utcnow,
+)
 from streamd.registry.tasks import TaskRegistry
 from streamd.service.jobs import ImageJobs
+from streamd.service.leases import NodeLeases
 from streamd.service.stores import StoreSet, open_stores
 from streamd.service.transfer_slots import TransferSlots
 
@@ -46,6 +56,8 @@ class Runtime:
     staging: StagingArea
     tasks: TaskRegistry
     jobs: ImageJobs
+    # what this node works on, held in the registry so that other nodes leave it alone
+    leases: NodeLeases
 
     async def db(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         """Run one registry call in a worker thread, at most ``db_threads`` at a time."""
@@ -85,12 +97,15 @@ async def open_runtime(
     nursery: trio.Nursery,
     *,
     primary: bool = True,
+    clock: Callable[[], dt.datetime] = utcnow,
 ) -> AsyncIterator[Runtime]:
-    """The runtime of a server whose nursery is ``nursery`` (where import jobs run).
+    """The runtime of a server whose nursery is ``nursery`` (where import jobs run, and the
+    renewals of this node's leases).
 
     Only the ``primary`` process removes the temp files a crash left in the store (when
     it opens it): a worker, started later, would remove those of uploads running in the
-    others. On exit the import jobs are cancelled and waited for, then the engine goes.
+    others. ``clock`` (naive UTC) stamps the leases. On exit the import jobs are cancelled
+    and waited for, then the engine goes.
     """
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     engine = make_engine(settings.registry_url, connections=settings.db_threads)
@@ -101,9 +116,12 @@ async def open_runtime(
         )
         io_limiter = trio.CapacityLimiter(settings.io_threads)
         stores = await open_stores(settings, io_limiter, reap=primary)
+        images = ImageRegistry(engine)
+        leases = NodeLeases(LeaseRegistry(engine, clock=clock), images, node=settings.node,
+                            ttl=settings.lease_ttl, nursery=nursery, limiter=limiter)
         rt = Runtime(
             settings=settings,
-            registry=ImageRegistry(engine),
+            registry=images,
             db_limiter=limiter,
             nursery=nursery,
             stores=stores,
@@ -116,7 +134,9 @@ async def open_runtime(
                                     read_chunk=settings.chunk_size)),
             tasks=TaskRegistry(engine),
             # one process: claims in memory; several: also an flock each process sees
-            jobs=ImageJobs(settings.data_dir / "locks" if settings.workers > 1 else None),
+            jobs=ImageJobs(settings.data_dir / "locks" if settings.workers > 1 else None,
+                           leases=leases),
+            leases=leases,
         )
         try:
             yield rt

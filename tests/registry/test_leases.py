@@ -95,6 +95,15 @@ def test_release(leases: LeaseRegistry) -> None:
     assert leases.acquire("upload:1", "node-b", TTL)
 
 
+def test_release_all_of_a_holder(leases: LeaseRegistry) -> None:
+    for key in ("upload:1", "stage:2", "import:3"):
+        assert leases.acquire(key, "node-a", TTL)
+    assert leases.acquire("upload:4", "node-b", TTL)
+    assert leases.release_all("node-a") == 3
+    assert leases.live(["upload:1", "stage:2", "import:3", "upload:4"]) == {"upload:4"}
+    assert leases.release_all("node-a") == 0
+
+
 def test_expiry_is_rounded_up_to_a_second(leases: LeaseRegistry, clock: FakeClock) -> None:
     assert leases.acquire("k", "node-a", dt.timedelta(seconds=0.2))
     assert leases.holder("k").expires_at == clock.now + dt.timedelta(seconds=1)  # type: ignore[union-attr]

@@ -31,7 +31,7 @@ async def test_a_started_job_holds_the_lock_until_it_ends(tmp_path: Path) -> Non
         await release.wait()
 
     async with trio.open_nursery() as nursery:
-        with here.reserve("img-1", "import") as reservation:
+        async with here.reserve("img-1", "import") as reservation:
             reservation.start(nursery, job)
         with pytest.raises(Conflict):
             with there.claim("img-1", "stage"):
