@@ -22,7 +22,9 @@ remains (glance-direct can be retried at once) or ``queued`` (web-download), wit
   (``enabled_methods``).
 - Several ``stores`` for glance-direct or web-download: the data goes into the first one
   (the image becomes ``active`` there), then it is copied into the others as copy-image
-  would. (Glance imports into each store from the staged file; the result is the same.)
+  would. (Glance imports into each store from the staged file and, with
+  ``all_stores_must_succeed``, puts the image back to ``queued`` when one fails; here the
+  image stays ``active`` in the first store and only the copies are undone.)
 
 ``all_stores_must_succeed`` (default true, as Glance) decides what a failed copy means: true,
 the task fails and the copies it made are removed (the image keeps the data it had);
