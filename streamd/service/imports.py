@@ -195,7 +195,7 @@ async def start_import(
     if method == "web-download":
         await _check_uri(rt, request.uri)
     await _ensure_quota(rt, image)
-    with rt.jobs.reserve(image_id, "import") as reservation:
+    async with rt.jobs.reserve(image_id, "import") as reservation:
         if method == "glance-direct":
             stage = await rt.staging.stage(image_id)
             if stage is None or not stage.complete:
