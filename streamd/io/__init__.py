@@ -20,8 +20,10 @@ from streamd.io.stores import (
     Store,
     StoreCapabilities,
     StoredObject,
+    SweepingStore,
     ThrottledStore,
     can_link,
+    can_sweep,
 )
 
 __all__ = [
@@ -42,10 +44,12 @@ __all__ = [
     "StoreError",
     "StoreFull",
     "StoredObject",
+    "SweepingStore",
     "ThrottledStore",
     "UploadResult",
     "ZeroSource",
     "can_link",
+    "can_sweep",
     "ignore_sigxfsz",
     "parse_byte_range",
     "resolve_range",

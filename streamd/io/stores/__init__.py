@@ -1,6 +1,14 @@
 """Image data stores: one protocol (``base``), one module per backend."""
 
-from streamd.io.stores.base import LinkingStore, Store, StoreCapabilities, StoredObject, can_link
+from streamd.io.stores.base import (
+    LinkingStore,
+    Store,
+    StoreCapabilities,
+    StoredObject,
+    SweepingStore,
+    can_link,
+    can_sweep,
+)
 from streamd.io.stores.file import FileStore
 from streamd.io.stores.http import HttpStore
 from streamd.io.stores.memory import MemoryStore
@@ -14,6 +22,8 @@ __all__ = [
     "Store",
     "StoreCapabilities",
     "StoredObject",
+    "SweepingStore",
     "ThrottledStore",
     "can_link",
+    "can_sweep",
 ]

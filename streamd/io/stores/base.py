@@ -45,7 +45,10 @@ class StoreCapabilities:
     many transfers the store can take at once (``None``: no limit of its own).
     ``hard_links``: the store is a ``LinkingStore`` (``link_from`` takes a local file in
     without copying it). ``read_only``: ``write`` and ``delete`` are refused (e.g. the HTTP
-    store, whose locations are URLs that someone else wrote).
+    store, whose locations are URLs that someone else wrote). ``sweeps``: the store is a
+    ``SweepingStore`` (a write cut off with its process, which could not clean up, leaves
+    pieces in it that ``discard_unfinished`` finds by key: Swift segments, S3 multipart
+    uploads).
 
     A wrapper store declares what it passes on (usually its inner store's capabilities).
     """
@@ -56,6 +59,7 @@ class StoreCapabilities:
     max_writers: int | None
     hard_links: bool = False
     read_only: bool = False
+    sweeps: bool = False
 
 
 class Store(Protocol):
@@ -137,6 +141,27 @@ class LinkingStore(Store, Protocol):
 def can_link(store: Store) -> TypeGuard[LinkingStore]:
     """Does ``store`` take local files by hard link? Asks its declared capabilities."""
     return store.capabilities.hard_links
+
+
+class SweepingStore(Store, Protocol):
+    """A store that declares ``capabilities.sweeps``: it can find again what a write killed
+    with its process left behind (a write that fails or is cancelled cleans up itself; one
+    whose process dies cannot), so that whoever repairs the upload can remove it."""
+
+    async def discard_unfinished(self, key: str) -> int:
+        """Remove what unfinished writes under ``key`` left; return how many pieces went.
+
+        The object at ``key``, if there is one, and everything it is made of stay. Call it
+        only while no write under ``key`` is running (its pieces look just the same): after
+        taking over the lease of the upload that a dead node left.
+        """
+        ...
+
+
+def can_sweep(store: Store) -> TypeGuard[SweepingStore]:
+    """Can ``store`` find the pieces of writes cut off with their process? Asks its
+    declared capabilities."""
+    return store.capabilities.sweeps
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,8 @@ memory or on the wire at once, so an upload holds ``part_size × parts_in_flight
 whatever the image size (Glance's S3 driver buffers a whole image of unknown size). The
 object appears when ``CompleteMultipartUpload`` succeeds; a write that fails or is
 cancelled aborts its multipart upload, and ``abort_stale_uploads`` removes the ones a crash
-left (the server runs it at start-up).
+left (the server runs it at start-up); ``discard_unfinished`` aborts those of one key, for
+whoever repairs an upload that a killed node left.
 
 boto3 blocks, so every call runs in a worker thread under the store's limiter; a cancelled
 transfer waits for the call in flight (one part or one read at most) and then cleans up.
@@ -64,7 +65,8 @@ class S3Store:
     """Image data as S3 objects; location ``s3://<store>/<bucket>/<object key>``."""
 
     capabilities = StoreCapabilities(
-        ranged_reads=True, sparse_writes=False, max_readers=None, max_writers=None
+        ranged_reads=True, sparse_writes=False, max_readers=None, max_writers=None,
+        sweeps=True,
     )
 
     def __init__(
@@ -231,6 +233,21 @@ class S3Store:
             started = upload["Initiated"].timestamp()
             if now - started >= older_than:
                 await self._abort(upload["Key"], upload["UploadId"])
+                aborted += 1
+        return aborted
+
+    async def discard_unfinished(self, key: str) -> int:
+        """Abort the multipart uploads of ``key`` that writes killed with their process left
+        (a single PutObject cut off leaves nothing). Only while no write under ``key`` runs:
+        its upload looks just the same."""
+        check_key(key)
+        object_key = self._settings.prefix + key
+        answer = await self._call("list", lambda: self._client.list_multipart_uploads(
+            Bucket=self.bucket, Prefix=object_key))
+        aborted = 0
+        for upload in answer.get("Uploads", []):
+            if upload["Key"] == object_key:
+                await self._abort(object_key, upload["UploadId"])
                 aborted += 1
         return aborted
 

@@ -3,7 +3,9 @@
 One object per image in ``container``. An image larger than ``segment_size`` becomes a static
 large object: its segments go to ``<container>_segments`` under ``<key>/<write id>/``, and a
 manifest published last makes the object appear whole; a write that fails or is cancelled
-deletes the segments it wrote, so nothing half-done is left. When the size is known in
+deletes the segments it wrote, so nothing half-done is left. A write killed with its process
+cannot: ``discard_unfinished`` finds its segments (those under ``<key>/`` that no manifest
+names) for whoever repairs the upload. When the size is known in
 advance (the pipeline passes ``size``), every PUT carries its ``Content-Length``; when it is
 not (a chunked upload), each segment is sent chunked, as Glance's swift driver does, and an
 image of unknown size is always a static large object (one segment for a small one).
@@ -72,7 +74,8 @@ class SwiftStore:
     """Image data as Swift objects; location ``swift://<store>/<container>/<key>``."""
 
     capabilities = StoreCapabilities(
-        ranged_reads=True, sparse_writes=False, max_readers=None, max_writers=None
+        ranged_reads=True, sparse_writes=False, max_readers=None, max_writers=None,
+        sweeps=True,
     )
 
     def __init__(
@@ -241,6 +244,38 @@ class SwiftStore:
     async def stat(self, location: str) -> int:
         name = self._locations.name(location)
         return await self._head_size(self._object_path(self.container, name))
+
+    async def discard_unfinished(self, key: str) -> int:
+        """Delete the segments under ``<key>/`` that the object at ``key`` is not made of:
+        those of large-object writes killed before their manifest was published (a small
+        object is one PUT, which Swift drops whole if it is cut off). Only while no write
+        under ``key`` runs: its segments are not in a manifest yet either."""
+        check_key(key)
+        keep = set(await self._segments_of(key))  # "/<segments>/<name>", as manifests say
+        removed = 0
+        for name in await self._names_under(self.segments, f"{key}/"):
+            if f"/{self.segments}/{name}" not in keep:
+                await self._delete_quietly(self._object_path(self.segments, name))
+                removed += 1
+        return removed
+
+    async def _names_under(self, container: str, prefix: str) -> list[str]:
+        """The names of ``container``'s objects that start with ``prefix``, every page."""
+        names: list[str] = []
+        marker = ""
+        while True:
+            response = await self._request(
+                "GET", f"/{quote(container)}?format=json&prefix={quote(prefix)}"
+                       f"&marker={quote(marker)}")
+            if response.status_code == 404:
+                return names
+            if response.status_code != 200:
+                self._raise_for(response, "list")
+            page = [o["name"] for o in response.json()]
+            if not page:
+                return names
+            names += page
+            marker = page[-1]
 
     # -- upkeep for tests and operators ----------------------------------------------------
 

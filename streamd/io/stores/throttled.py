@@ -12,7 +12,7 @@ from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
 
 import trio
 
-from streamd.io.stores.base import Store, StoreCapabilities, StoredObject
+from streamd.io.stores.base import Store, StoreCapabilities, StoredObject, can_sweep
 
 
 class ThrottledStore:
@@ -75,6 +75,12 @@ class ThrottledStore:
 
     async def aclose(self) -> None:
         await self.inner.aclose()
+
+    async def discard_unfinished(self, key: str) -> int:
+        """``inner``'s, when it sweeps (it declares ``sweeps`` only then)."""
+        if not can_sweep(self.inner):
+            return 0
+        return await self.inner.discard_unfinished(key)
 
 
 class _Slowed:
