@@ -7,10 +7,12 @@ The caller's context is established once per request, before routing reaches a h
 
 from __future__ import annotations
 
+import dataclasses
+
 from quart import current_app, g, request
 
 from streamd.auth import Authenticator, context_from_headers
-from streamd.context import RequestContext
+from streamd.context import RequestContext, identity_of
 from streamd.service.runtime import Runtime
 
 RUNTIME_KEY = "streamd.runtime"
@@ -31,7 +33,10 @@ async def authenticate_request() -> None:
     if request.blueprint in ANONYMOUS_BLUEPRINTS:
         return
     authenticator: Authenticator = current_app.extensions[AUTH_KEY]
-    g.streamd_context = await authenticator.authenticate(request.headers)
+    ctx = await authenticator.authenticate(request.headers)
+    # kept for a request that is replayed to another node (streamd.service.stage_host)
+    g.streamd_context = dataclasses.replace(ctx, identity_headers=identity_of(
+        request.headers.get))
 
 
 def context() -> RequestContext:

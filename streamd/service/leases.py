@@ -154,8 +154,10 @@ class Lease:
     async def _renew(self, on_lost: Callable[[str], None] | None) -> None:
         leases = self._leases
         interval = leases.ttl / RENEWALS_PER_TTL
+        due = trio.current_time()
         while True:
-            await trio.sleep(interval)
+            due += interval  # a steady beat: a slow registry call does not push the next one
+            await trio.sleep_until(due)
             try:
                 renewed = await leases._db(leases.registry.renew, self.key, leases.node,
                                            leases.ttl)

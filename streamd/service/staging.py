@@ -16,6 +16,14 @@ Beyond Glance, a stage is resumable:
   starts it again from byte 0;
 - stages left unchanged for ``stage_max_age`` seconds are removed and their image queued
   again (``reap_stale_stages``, run by a periodic job: ``streamd.service.periodic``).
+
+With several API nodes, a stage lives on the node that received it: that node records
+itself on the image (``os_glance_stage_host``, ``streamd.service.stage_host``), imports
+through other nodes are sent to it, and a stage request holds the image's ``stage`` lease
+(``streamd.service.leases``), so two nodes never stage one image at once. A resume must go
+to the node that holds the stage (another one answers 409 naming it); a ``PUT`` without
+``Content-Range`` starts the stage again wherever it arrives, and the node that held it
+drops its copy.
 """
 
 from __future__ import annotations
@@ -35,6 +43,7 @@ from streamd.registry import ImageRecord
 from streamd.service import quotas
 from streamd.service.access import visible_image
 from streamd.service.runtime import Runtime
+from streamd.service.stage_host import STAGE_HOST, staged_elsewhere
 
 log = logging.getLogger(__name__)
 
@@ -115,54 +124,91 @@ async def stage(
             f"The incoming image is too large: {total} bytes announced, this cloud's limit "
             f"(image_size_cap) is {settings.image_size_cap} bytes."
         )
+    # one request at a time: in this process (and its workers), then across nodes; a stage
+    # whose lease is lost (the image deleted through another node) is cancelled, as by a
+    # deletion here, and what it staged removed
     with rt.jobs.claim(image_id, "stage"):
-        current = await rt.staging.stage(image_id)
-        # the owner's staged-bytes quota, before any data is accepted and then as a cap
-        left = await quotas.remaining_stage_bytes(rt, record.owner)
-        if left is not None:
-            resumed = start if current is not None and record.status == "uploading" else 0
-            left += current.size - resumed if current is not None else 0  # replaced bytes
-            incoming = total - start if total is not None else size
-            if left == 0 or (incoming is not None and incoming > left):
-                raise quotas.stage_quota_exceeded(rt, record.owner, left)
-        if record.status == "queued":
-            if start != 0:
-                raise StageOffsetMismatch(
-                    f"Nothing is staged for image {image_id}: start at offset 0, not {start}.",
-                    expected=0,
-                )
-            await rt.db(rt.registry.transition, image_id, "queued", "uploading")
-            if current is not None:  # left by an earlier stage of an image queued again
-                await rt.staging.discard(image_id)
-        elif record.status == "uploading":
-            if current is not None and current.complete:
-                raise Conflict(
-                    f"Image status transition from uploading to uploading is not allowed: all "
-                    f"{current.size} bytes of image {image_id} are staged. Import them "
-                    f"(POST /v2/images/{image_id}/import, glance-direct) or delete the image."
-                )
-            staged = current.size if current is not None else 0
-            if content_range is None:
-                if current is not None:  # a plain PUT starts an incomplete stage again
-                    await rt.staging.discard(image_id)
-            elif start != staged:
-                raise StageOffsetMismatch(
-                    f"{staged} bytes of image {image_id} are staged: resume at offset "
-                    f"{staged} (Content-Range: bytes {staged}-END/TOTAL), not at {start}.",
-                    expected=staged,
-                )
-            elif current is not None and current.total not in (None, total):
-                raise BadRequest(
-                    f"Content-Range says image {image_id} is {total} bytes long; its stage "
-                    f"was started as {current.total} bytes. Send the same total, or start "
-                    "again with a PUT without Content-Range."
-                )
-        else:
-            raise Conflict(
-                f"Image status transition from {record.status} to uploading is not allowed"
+        async with rt.leases.hold("stage", image_id,
+                                  on_lost=lambda _: rt.transfers.cancel_upload(image_id)
+                                  ) as lease:
+            try:
+                return await _stage_claimed(rt, record, source, size, content_range, start,
+                                            total, body_cap)
+            finally:
+                if lease.lost is not None:
+                    with trio.CancelScope(shield=True):
+                        await rt.staging.discard(image_id)
+
+
+async def _stage_claimed(
+    rt: Runtime, record: ImageRecord, source: ByteSource, size: int | None,
+    content_range: ContentRange | None, start: int, total: int | None, body_cap: int | None,
+) -> StageProgress:
+    """``stage`` once this node holds the image for staging."""
+    image_id = record.id
+    here = rt.settings.self_url
+    current = await rt.staging.stage(image_id)
+    # the owner's staged-bytes quota, before any data is accepted and then as a cap
+    left = await quotas.remaining_stage_bytes(rt, record.owner)
+    if left is not None:
+        resumed = start if current is not None and record.status == "uploading" else 0
+        left += current.size - resumed if current is not None else 0  # replaced bytes
+        incoming = total - start if total is not None else size
+        if left == 0 or (incoming is not None and incoming > left):
+            raise quotas.stage_quota_exceeded(rt, record.owner, left)
+    if record.status == "queued":
+        if start != 0:
+            raise StageOffsetMismatch(
+                f"Nothing is staged for image {image_id}: start at offset 0, not {start}.",
+                expected=0,
             )
-        return await _stage_body(rt, image_id, source, start, total, body_cap,
-                                 quota_cap=None if left is None else start + left)
+        # this node holds the stage from now: imports through other nodes are sent here
+        await rt.db(rt.registry.update, image_id, {"status": "uploading"}, {STAGE_HOST: here},
+                    expected_status=["queued"])
+        if current is not None:  # left by an earlier stage of an image queued again
+            await rt.staging.discard(image_id)
+    elif record.status == "uploading":
+        elsewhere = staged_elsewhere(here, record)
+        if elsewhere is not None and current is not None:
+            await rt.staging.discard(image_id)  # staged again on another node since
+            current = None
+        if elsewhere is not None and content_range is not None:
+            raise Conflict(
+                f"The data of image {image_id} is being staged on another API node "
+                f"({elsewhere}): resume there, or start again here with a PUT without "
+                "Content-Range."
+            )
+        if current is not None and current.complete:
+            raise Conflict(
+                f"Image status transition from uploading to uploading is not allowed: all "
+                f"{current.size} bytes of image {image_id} are staged. Import them "
+                f"(POST /v2/images/{image_id}/import, glance-direct) or delete the image."
+            )
+        staged = current.size if current is not None else 0
+        if content_range is None:
+            if current is not None:  # a plain PUT starts an incomplete stage again
+                await rt.staging.discard(image_id)
+            if elsewhere is not None or STAGE_HOST not in record.properties:
+                await rt.db(rt.registry.update, image_id, set_properties={STAGE_HOST: here},
+                            expected_status=["uploading"])
+        elif start != staged:
+            raise StageOffsetMismatch(
+                f"{staged} bytes of image {image_id} are staged: resume at offset "
+                f"{staged} (Content-Range: bytes {staged}-END/TOTAL), not at {start}.",
+                expected=staged,
+            )
+        elif current is not None and current.total not in (None, total):
+            raise BadRequest(
+                f"Content-Range says image {image_id} is {total} bytes long; its stage "
+                f"was started as {current.total} bytes. Send the same total, or start "
+                "again with a PUT without Content-Range."
+            )
+    else:
+        raise Conflict(
+            f"Image status transition from {record.status} to uploading is not allowed"
+        )
+    return await _stage_body(rt, image_id, source, start, total, body_cap,
+                             quota_cap=None if left is None else start + left)
 
 
 async def _stage_body(
@@ -241,25 +287,43 @@ async def _drop(rt: Runtime, image_id: str) -> None:
 async def reap_stale_stages(rt: Runtime, *, now: float) -> int:
     """Remove stages unchanged for ``stage_max_age`` seconds at ``now``; return how many.
 
-    Their images go back to ``queued``. A stage being written or imported in this process
-    is left alone, and so is an image ``importing`` elsewhere.
+    Their images go back to ``queued``, unless the image has been staged again on another
+    node since (only this node's copy goes). A stage being written or imported in this
+    process is left alone, and so is an image being staged on another node (its ``stage``
+    lease is live) or ``importing``.
     """
     reaped = 0
     for image_id in await rt.staging.stale(older_than=rt.settings.stage_max_age, now=now):
         if rt.jobs.busy(image_id):
             continue
         with rt.jobs.claim(image_id, "stage reaping"):
+            lease = await rt.leases.take_over("stage", image_id)
+            if lease is None:
+                continue  # being staged now, here in another worker or on another node
             try:
-                await rt.db(rt.registry.transition, image_id, "uploading", "queued",
-                            {"size": None})
-            except NotFound:
-                pass  # the image is gone: its stage is an orphan
-            except Conflict:
-                if (await rt.db(rt.registry.get, image_id)).status == "importing":
-                    continue
-            await rt.staging.discard(image_id)
-            reaped += 1
+                reaped += await _reap(rt, image_id)
+            finally:
+                await lease.release()
     if reaped:
         log.warning("removed %d stage(s) unchanged for more than %gs (stage_max_age); their "
                     "images are queued again", reaped, rt.settings.stage_max_age)
     return reaped
+
+
+async def _reap(rt: Runtime, image_id: str) -> int:
+    """Reap one stale stage (its ``stage`` lease held); 1 if it went."""
+    try:
+        image = await rt.db(rt.registry.get, image_id)
+    except NotFound:
+        image = None  # the image is gone: its stage is an orphan
+    if image is not None and staged_elsewhere(rt.settings.self_url, image) is None:
+        try:
+            await rt.db(rt.registry.transition, image_id, "uploading", "queued",
+                        {"size": None})
+        except NotFound:
+            pass
+        except Conflict:
+            if (await rt.db(rt.registry.get, image_id)).status == "importing":
+                return 0
+    await rt.staging.discard(image_id)
+    return 1

@@ -95,33 +95,48 @@ async def upload(
     if quota_left is not None and (quota_left == 0 or (size is not None and size > quota_left)):
         raise quotas.size_quota_exceeded(rt, record.owner, quota_left, size)
     cap = quotas.ByteCap(settings.image_size_cap, quota=quota_left)
+    # the lease first: from the moment the image is `saving`, other nodes' repairs must see
+    # that this node is at work on it; lost (the image deleted through another node), the
+    # upload is cancelled as by a deletion here
     with rt.transfers.slot():
-        await rt.db(rt.registry.transition, image_id, "queued", "saving")
-        # entered only once this upload owns the image: a loser must not replace the scope
-        with rt.transfers.uploading(image_id) as scope:
-            stored: UploadResult | None = None
-            try:
-                stored = await rt.store_stream(
-                    source, store, key=image_id, size_cap=cap.size_cap, expected_size=size
-                )
-                values = registry_values(store.name, stored.location, stored.size, stored)
-                record = await rt.db(rt.registry.transition, image_id, "saving", "active", values)
-            except BaseException as exc:
-                with trio.CancelScope(shield=True):
-                    # cancelled by delete_data(): the row is about to go, whatever its status
-                    await _abandon(rt, image_id, store, stored,
-                                   keep_if_active=not scope.cancel_called)
-                if stored is not None and isinstance(exc, NotFound | Conflict):
-                    # the final status change found the row gone (deleted) or changed
-                    raise _deleted_during_upload(image_id) from None
-                if isinstance(exc, SizeCapExceeded) and cap.set_by_quota:
-                    assert quota_left is not None
-                    raise quotas.size_quota_exceeded(rt, record.owner, quota_left) from None
-                raise
-    if scope.cancelled_caught:  # cancelled by delete_data(): the image is gone
+        async with rt.leases.hold("upload", image_id,
+                                  on_lost=lambda _: rt.transfers.cancel_upload(image_id)):
+            record, scope = await _upload_leased(rt, image_id, source, store, size, cap,
+                                                 quota_left, record)
+    if scope.cancelled_caught:  # cancelled by delete_data() or a lost lease: the image is gone
         raise _deleted_during_upload(image_id)
     log.info("UPLOAD image=%s size=%d store=%s", image_id, record.size, record.store)
     return record
+
+
+async def _upload_leased(
+    rt: Runtime, image_id: str, source: ByteSource, store: Store, size: int | None,
+    cap: quotas.ByteCap, quota_left: int | None, record: ImageRecord,
+) -> tuple[ImageRecord, trio.CancelScope]:
+    """The upload's steps while it holds the image's ``upload`` lease."""
+    await rt.db(rt.registry.transition, image_id, "queued", "saving")
+    # entered only once this upload owns the image: a loser must not replace the scope
+    with rt.transfers.uploading(image_id) as scope:
+        stored: UploadResult | None = None
+        try:
+            stored = await rt.store_stream(
+                source, store, key=image_id, size_cap=cap.size_cap, expected_size=size
+            )
+            values = registry_values(store.name, stored.location, stored.size, stored)
+            record = await rt.db(rt.registry.transition, image_id, "saving", "active", values)
+        except BaseException as exc:
+            with trio.CancelScope(shield=True):
+                # cancelled by delete_data(): the row is about to go, whatever its status
+                await _abandon(rt, image_id, store, stored,
+                               keep_if_active=not scope.cancel_called)
+            if stored is not None and isinstance(exc, NotFound | Conflict):
+                # the final status change found the row gone (deleted) or changed
+                raise _deleted_during_upload(image_id) from None
+            if isinstance(exc, SizeCapExceeded) and cap.set_by_quota:
+                assert quota_left is not None
+                raise quotas.size_quota_exceeded(rt, record.owner, quota_left) from None
+            raise
+    return record, scope
 
 
 def _deleted_during_upload(image_id: str) -> Gone:
