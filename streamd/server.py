@@ -26,7 +26,7 @@ from streamd.auth import open_authenticator
 from streamd.config import Settings
 from streamd.http.app import create_app
 from streamd.service.periodic import periodic_jobs
-from streamd.service.repair import repair_after_crash
+from streamd.service.repair import repair
 from streamd.service.runtime import Runtime, open_runtime
 from streamd.units import KiB
 
@@ -134,12 +134,12 @@ async def _upkeep(
     rt: Runtime, *, primary: bool, clock: Callable[[], float]
 ) -> AsyncIterator[None]:
     """What only the primary process does besides serving: start-up repair before any
-    request (and any worker), then the periodic jobs until the block ends, closed before the
-    runtime is. A worker does neither (see ``serve``)."""
+    request (and any worker), then the periodic jobs (the repair again among them) until the
+    block ends, closed before the runtime is. A worker does neither (see ``serve``)."""
     if not primary:
         yield
         return
-    await repair_after_crash(rt)
+    await repair(rt, startup=True)
     async with periodic_jobs(rt, clock=clock):
         yield
 

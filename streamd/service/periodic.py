@@ -1,8 +1,10 @@
 """The periodic jobs of a server, in a nursery of their own.
 
-One job today: the stage reaper, which removes stages left unchanged for
-``stage_max_age`` (``streamd.service.staging.reap_stale_stages``). Only the primary process
-runs periodic jobs (``streamd.server``). ``periodic_jobs`` opens their nursery and, on
+Two jobs: the stage reaper, which removes stages left unchanged for ``stage_max_age``
+(``streamd.service.staging.reap_stale_stages``), and the repair, which every
+``repair_interval`` seconds puts back the uploads and imports whose lease has run out (a
+crashed node's: ``streamd.service.repair``). Only the primary process runs periodic jobs
+(``streamd.server``). ``periodic_jobs`` opens their nursery and, on
 exit, cancels them and waits until they have finished; entered inside ``open_runtime``'s
 block, it guarantees that no job still uses the registry when its engine is disposed.
 
@@ -20,6 +22,7 @@ from contextlib import asynccontextmanager
 
 import trio
 
+from streamd.service.repair import repair
 from streamd.service.runtime import Runtime
 from streamd.service.staging import reap_stale_stages
 
@@ -37,6 +40,7 @@ async def periodic_jobs(
     """Run the periodic jobs for as long as the block; cancel them and wait on exit."""
     async with trio.open_nursery() as nursery:
         nursery.start_soon(functools.partial(run_stage_reaper, rt, clock=clock))
+        nursery.start_soon(run_repair, rt)
         try:
             yield
         finally:
@@ -58,3 +62,15 @@ async def run_stage_reaper(rt: Runtime, *, clock: Callable[[], float] = time.tim
             await reap_stale_stages(rt, now=clock())
         except Exception:
             log.exception("reaping stale stages failed; next try in %gs", interval)
+
+
+async def run_repair(rt: Runtime) -> None:
+    """Repair every ``repair_interval`` seconds until cancelled; a failed pass is logged and
+    tried again at the next one."""
+    interval = rt.settings.repair_interval
+    while True:
+        await trio.sleep(interval)
+        try:
+            await repair(rt, startup=False)
+        except Exception:
+            log.exception("repair pass failed; next try in %gs", interval)

@@ -1,84 +1,224 @@
-"""Start-up repair: put back what a crash left half-done, before the server takes requests.
+"""Repair: put back the work that a crashed node left half-done, at start-up and periodically.
 
-A crash can leave images ``saving`` (an upload) or ``importing`` (an import), import tasks
-unfinished and temp files in the staging area (those in the image store go when the store
-is opened: ``streamd.service.stores.open_stores``). None of that can finish any more: each
-image goes back to where the operation can be retried, as a failed one would.
+A node that dies (kill -9, power loss) can leave images ``saving`` (an upload) or
+``importing`` (an import), their tasks unfinished and, in an object store, the pieces of an
+unfinished write. None of that can finish any more: each image goes back to where the
+operation can be retried, as a failed one would. Several nodes share the registry, so a
+repair must tell work in progress from work a crash interrupted: every upload and import
+holds a lease that its node renews (``streamd.service.leases``), and an image is repaired
+only by the node that takes its lease over, which it can do only while nobody holds a live
+one. A live lease of another node is never touched; one that ran out is a crashed (or cut
+off) node's, and is repaired about ``lease_ttl`` after its last renewal. A node starting up
+first releases its own leases (none of its work can be running), so what it was doing when
+it died is repaired at once rather than one TTL later.
 
-Only safe while nothing can be running: at start-up, in the primary process, before the
-worker processes start (``streamd.server``); a worker could not tell another process's
-upload in progress from one a crash interrupted. And only with the embedded database: with
-a shared one, another node's uploads and imports would be reset too.
+Every node repairs: at start-up, in the primary process before any worker starts
+(``streamd.server``), and every ``repair_interval`` seconds (``streamd.service.periodic``).
+Per image, holding its lease:
+
+- ``saving`` → ``queued``;
+- ``importing`` → ``uploading`` when its stage is still there (on this node, or recorded on
+  another node: ``os_glance_stage_host``, which keeps it), else ``queued``; its import task
+  is marked failed;
+- then, in each store that can keep the pieces of a write cut off with its process
+  (``can_sweep``: Swift segments, S3 multipart uploads) and holds no copy of the image, what
+  writes under the image's key left unfinished is removed.
+
+Local repairs, for this node's own disk only: temp files in its file stores (removed when
+the stores are opened, ``open_stores``) and in its staging area at start-up, and
+periodically the stages whose image is gone (deleted through another node).
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 
-from streamd.errors import Conflict, NotFound
+from streamd.errors import BadRequest, Conflict, NotFound
+from streamd.io import can_sweep
 from streamd.registry import Filter, ImageQuery, ImageRecord, Viewer
-from streamd.service.imports import IMPORTING_TO, INTERRUPTED, TASK_TIME_TO_LIVE, revert_importing
+from streamd.registry.tasks import UNFINISHED
+from streamd.service.imports import (
+    FAILED_IMPORT,
+    IMPORT_TASK,
+    IMPORTING_TO,
+    INTERRUPTED,
+    TASK_TIME_TO_LIVE,
+    revert_importing,
+)
 from streamd.service.runtime import Runtime
+from streamd.service.stage_host import staged_elsewhere
 
 log = logging.getLogger(__name__)
 
-_PAGE = 500  # images put back per registry query
+_PAGE = 500  # images listed per registry query
 
 
-async def repair_after_crash(rt: Runtime) -> None:
-    """Put back the uploads and imports a crash interrupted (embedded database only)."""
-    if not rt.settings.uses_embedded_db:
-        return
-    await _reset_uploads(rt)
-    await _reset_imports(rt)
+@dataclass
+class Repaired:
+    """What one repair pass did."""
+
+    uploads: int = 0  # images put back from saving
+    imports: int = 0  # images put back from importing
+    left_alone: int = 0  # images in one of those statuses whose work is live
+    stages: int = 0  # local stages removed (temp files, stages of deleted images)
 
 
-async def _reset_uploads(rt: Runtime) -> None:
-    """``saving`` images back to ``queued``: their data never became complete."""
-
-    async def queue_again(image: ImageRecord) -> bool:
-        try:
-            await rt.db(rt.registry.transition, image.id, "saving", "queued")
-        except (NotFound, Conflict):
-            return False
-        return True
-
-    reset = await _put_back_all(rt, "saving", queue_again)
-    if reset:
-        log.warning("reset %d image(s) left saving by an interrupted upload to queued", reset)
-
-
-async def _reset_imports(rt: Runtime) -> None:
-    """``importing`` images back to ``uploading`` (their stage is there) or ``queued``, and
-    unfinished import tasks failed."""
-    await rt.staging.reap_temp_files()
-
-    async def revert(image: ImageRecord) -> bool:
-        stores = image.properties.get(IMPORTING_TO, "")
-        await revert_importing(rt, image.id, stores, keep_stage=True)
-        return True
-
-    reset = await _put_back_all(rt, "importing", revert)
-    failed = await rt.db(rt.tasks.fail_unfinished, INTERRUPTED,
-                         rt.tasks.clock() + TASK_TIME_TO_LIVE)
-    if reset or failed:
-        log.warning("reset %d image(s) left importing by a crash; marked %d task(s) failed",
-                    reset, failed)
+async def repair(rt: Runtime, *, startup: bool) -> Repaired:
+    """One repair pass (see the module's docstring); ``startup``: before serving, when this
+    node's own leases are released first and unfinished local temp files removed."""
+    done = Repaired()
+    if startup:
+        forgotten = await rt.leases.forget_own()
+        if forgotten:
+            log.warning("node %s: released %d lease(s) it held when it stopped; their work "
+                        "is repaired now", rt.leases.node, forgotten)
+        done.stages += await rt.staging.reap_temp_files()
+    for image in await _images_in(rt, "saving"):
+        await _repair_one(rt, image, "upload", _requeue, done)
+    for image in await _images_in(rt, "importing"):
+        await _repair_one(rt, image, "import", _revert_import, done)
+    if startup and rt.settings.uses_embedded_db:
+        # one node only (the database is this node's file): no task can be running anywhere
+        await rt.db(rt.tasks.fail_unfinished, INTERRUPTED, rt.tasks.clock() + TASK_TIME_TO_LIVE)
+    if not startup:
+        done.stages += await _drop_orphan_stages(rt)
+    if done.uploads or done.imports:
+        log.warning("REPAIR node=%s: %d upload(s) put back to queued, %d import(s) put back "
+                    "(their tasks failed); %d image(s) left to the nodes working on them",
+                    rt.leases.node, done.uploads, done.imports, done.left_alone)
+    return done
 
 
-async def _put_back_all(
-    rt: Runtime, status: str, put_back: Callable[[ImageRecord], Awaitable[bool]]
-) -> int:
-    """Call ``put_back`` on every image in ``status`` (hidden ones too); return how many it
-    put back. Each page is asked for afresh: ``put_back`` moves an image out of ``status``."""
+async def _images_in(rt: Runtime, status: str) -> list[ImageRecord]:
+    """Every image in ``status``, hidden ones too, by pages (a marker that another node
+    deletes meanwhile ends the list: the next pass sees the rest)."""
     viewer = Viewer(project_id=None, is_admin=True)
     filters = (Filter("status", "eq", status), Filter("os_hidden", "in", (True, False)))
-    done = 0
+    found: list[ImageRecord] = []
+    marker = None
     while True:
-        page = await rt.db(rt.registry.list,
-                           ImageQuery(viewer=viewer, filters=filters, limit=_PAGE))
-        for image in page:
-            done += await put_back(image)
+        try:
+            page = await rt.db(rt.registry.list, ImageQuery(
+                viewer=viewer, filters=filters, limit=_PAGE, marker=marker))
+        except (NotFound, BadRequest):
+            return found
+        found += page
         if len(page) < _PAGE:
-            return done
+            return found
+        marker = page[-1].id
+
+
+async def _repair_one(
+    rt: Runtime, image: ImageRecord, kind: str,
+    put_back: Callable[[Runtime, ImageRecord], Awaitable[bool]], done: Repaired,
+) -> None:
+    lease = await rt.leases.take_over(kind, image.id)
+    if lease is None:
+        done.left_alone += 1  # live: its node is at work on it
+        return
+    try:
+        if await put_back(rt, image):
+            if kind == "upload":
+                done.uploads += 1
+            else:
+                done.imports += 1
+            await _sweep_stores(rt, image)
+    except Exception:
+        log.exception("REPAIR image=%s (%s) failed; the next pass tries again", image.id, kind)
+    finally:
+        await lease.release()
+
+
+async def _requeue(rt: Runtime, image: ImageRecord) -> bool:
+    """``saving`` back to ``queued``: its data never became complete."""
+    try:
+        await rt.db(rt.registry.transition, image.id, "saving", "queued")
+    except (NotFound, Conflict):
+        return False  # finished, or deleted, after it was listed
+    log.warning("REPAIR image=%s: an interrupted upload, back to queued", image.id)
+    return True
+
+
+async def _revert_import(rt: Runtime, image: ImageRecord) -> bool:
+    """``importing`` back to ``uploading`` or ``queued``, and its task failed."""
+    stores = image.properties.get(IMPORTING_TO, "")
+    task_id = image.properties.get(IMPORT_TASK)
+    method = await _import_method(rt, task_id)
+    host = staged_elsewhere(rt.settings.self_url, image)
+    try:
+        if method == "glance-direct" and host is not None:
+            # its stage is on the node that staged it, which keeps it: importable again
+            await rt.db(rt.registry.update, image.id, {"status": "uploading"},
+                        {IMPORTING_TO: "", FAILED_IMPORT: stores}, [IMPORT_TASK],
+                        expected_status=["importing"])
+        else:
+            before = await rt.db(rt.registry.get, image.id)
+            if before.status != "importing":
+                return False
+            await revert_importing(rt, image.id, stores, keep_stage=True)
+    except (NotFound, Conflict):
+        return False
+    if task_id is not None:
+        try:
+            await rt.db(rt.tasks.change, task_id, UNFINISHED, "failure", message=INTERRUPTED,
+                        expires_at=rt.tasks.clock() + TASK_TIME_TO_LIVE)
+        except (NotFound, Conflict):
+            pass  # closed already
+    log.warning("REPAIR image=%s: an interrupted import (task %s), put back", image.id,
+                task_id)
+    return True
+
+
+async def _import_method(rt: Runtime, task_id: str | None) -> str | None:
+    if task_id is None:
+        return None
+    try:
+        task = await rt.db(rt.tasks.get, task_id)
+    except NotFound:
+        return None
+    request = task.input.get("import_req")
+    method = request.get("method") if isinstance(request, dict) else None
+    return method.get("name") if isinstance(method, dict) else None
+
+
+async def _sweep_stores(rt: Runtime, image: ImageRecord) -> None:
+    """Remove what an interrupted write left under the image's key in every store that can
+    keep such pieces and holds no copy of the image (a copy's own pieces are its data)."""
+    holding = set(image.stores)
+    for store in rt.stores:
+        if store.name in holding or not can_sweep(store):
+            continue
+        try:
+            swept = await store.discard_unfinished(image.id)
+        except Exception:
+            log.exception("REPAIR image=%s: could not sweep store %s", image.id, store.name)
+            continue
+        if swept:
+            log.warning("REPAIR image=%s: removed %d piece(s) of an unfinished write from "
+                        "store %s", image.id, swept, store.name)
+
+
+async def _drop_orphan_stages(rt: Runtime) -> int:
+    """Remove this node's stages whose image is gone, or was staged again on another node
+    since (a stage being written or imported here is left alone)."""
+    dropped = 0
+    for image_id in await rt.staging.stale(older_than=0):
+        if rt.jobs.busy(image_id):
+            continue
+        try:
+            image = await rt.db(rt.registry.get, image_id)
+        except NotFound:
+            image = None
+        if image is not None and staged_elsewhere(rt.settings.self_url, image) is None:
+            continue
+        try:
+            with rt.jobs.claim(image_id, "stage clean-up"):
+                await rt.staging.discard(image_id)
+        except Conflict:
+            continue  # another worker process of this node holds it
+        dropped += 1
+    if dropped:
+        log.warning("removed %d stage(s) of images deleted or staged again elsewhere", dropped)
+    return dropped
