@@ -31,6 +31,11 @@ the task fails and the copies it made are removed (the image keeps the data it h
 false, the others go on and the task succeeds. Either way ``os_glance_failed_import`` names
 the stores that failed.
 
+With several API nodes, a glance-direct import of data staged on another node is sent to
+that node (``streamd.service.stage_host``, as Glance's ``os_glance_stage_host``), where the
+job then runs; each job holds the image's ``import`` lease while it runs
+(``streamd.service.jobs``).
+
 A crash during an import is repaired at start-up (``streamd.service.repair``):
 ``importing`` images go back to ``uploading`` if their stage is there, else ``queued``
 (``revert_importing``), and unfinished tasks are marked failed. A copy that a crash
@@ -58,7 +63,7 @@ from streamd.io import SizeCapExceeded, StoredObject
 from streamd.io.web_download import SourceUnavailable, UriFilter, UriRefused, open_web_source
 from streamd.registry import ImageRecord
 from streamd.registry.tasks import UNFINISHED, TaskRecord
-from streamd.service import copies, quotas
+from streamd.service import copies, quotas, stage_host
 from streamd.service.access import visible_image
 from streamd.service.runtime import Runtime
 from streamd.service.stored_data import registry_values
@@ -188,6 +193,12 @@ async def start_import(
     else:
         policy.ensure_modifiable(ctx, image, "import data into")
     stores = list(dict.fromkeys(_stores(rt, request, store_header)))  # each store once
+    if method == "glance-direct":
+        host = stage_host.staged_elsewhere(rt.settings.self_url, image)
+        if host is not None:  # as Glance: the data is on the node that staged it; run there
+            await stage_host.forward_import(ctx, host, image_id, request.body,
+                                            store_header=store_header)
+            return None
     if method == "copy-image":
         stores = _copy_targets(image, stores, request.all_stores)
         if not stores:
