@@ -74,8 +74,25 @@ def main(argv: list[str] | None = None) -> int:
                    help="interpreter that runs `-m streamd serve` (default: this one)")
     p.add_argument("--tmp-dir", type=Path, default=None,
                    help="where inputs and streamd's data dirs go (default: the system temp dir)")
+    p.add_argument("--swift", action="store_true",
+                   help="also the Swift group: the project's Swift, its own ceiling, streamd "
+                        "with a swift store and with an s3 store (s3api), a second Glance 33 "
+                        "with a swift store (see bench/README.md)")
+    p.add_argument("--swift-only", action="store_true",
+                   help="the Swift group alone: --swift, no file-store targets, static server, "
+                        "stages or --glance-url")
+    p.add_argument("--swift-size", type=parse_size, default=None,
+                   help="bytes per Swift-group transfer (default: --size)")
+    p.add_argument("--swift-segment", type=parse_size, default=parse_size("200MiB"),
+                   help="segment_size of streamd's swift store (default 200MiB)")
+    p.add_argument("--glance-swift-port", type=int, default=None,
+                   help="port of the Glance on Swift (default: a free port)")
     args = p.parse_args(argv)
     quick = args.quick
+    skip = set().union(*args.skip)
+    if args.swift_only:
+        skip |= {"streamd", "static", "stages", "zero", "qcow2"}
+        args.glance_url = None
     size = args.size if args.size is not None else parse_size(QUICK_SIZE if quick else FULL_SIZE)
     opts = Options(
         size=size,
@@ -83,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
         concurrency=args.concurrency,
         out=args.out,
         glance_url=args.glance_url,
-        skip=set().union(*args.skip),
+        skip=skip,
         quick=quick,
         meta_images=args.images if args.images is not None else (200 if quick else 1000),
         page_images=args.page_images if args.page_images is not None else (
@@ -92,6 +109,10 @@ def main(argv: list[str] | None = None) -> int:
         stage_bytes=(64 if quick else 256) * 1024 * 1024,
         python=args.python,
         tmp_dir=args.tmp_dir,
+        swift=args.swift or args.swift_only,
+        swift_size=args.swift_size,
+        swift_segment=args.swift_segment,
+        glance_swift_port=args.glance_swift_port,
     )
     if opts.runs < 1:
         p.error("--runs must be at least 1")

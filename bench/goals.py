@@ -19,6 +19,13 @@ WORKERS = "streamd-2w"  # streamd with workers = 2: the data path on both cores
 GLANCE = "glance"
 STATIC = "static"
 STAGES = "stages"
+# the Swift group (--swift, bench/swiftgroup.py): all on one Swift
+SWIFT = "swift"  # Swift's own ceiling: curl straight to Swift
+STREAMD_SWIFT = "streamd-swift"  # default_store a swift store
+STREAMD_S3 = "streamd-s3"  # default_store an s3 store on Swift's s3api
+GLANCE_SWIFT = "glance-swift"  # a second Glance 33 with glance_store's swift driver
+SWIFT_TARGETS = (SWIFT, STREAMD_SWIFT, STREAMD_S3, GLANCE_SWIFT)
+SWIFT_RATIO_PREFIXES = (f"{STREAMD_SWIFT}/", f"{STREAMD_S3}/")
 
 
 @dataclass(frozen=True)
@@ -73,13 +80,29 @@ def ratios(figures: Figures) -> list[Ratio]:
             if figures.get(target, f"{fig}.loadclient") and figures.get(target, fig):
                 out.append(Ratio(f"load client/curl {target} {fig}",
                                  f"{target}:{fig}.loadclient", f"{target}:{fig}"))
+    out += swift_ratios(figures)
+    return out
+
+
+def swift_ratios(figures: Figures) -> list[Ratio]:
+    """streamd on Swift (swift and s3 stores) over Glance on Swift, and over Swift's own rate."""
+    out: list[Ratio] = []
+    for mine in (STREAMD_SWIFT, STREAMD_S3):
+        figs = figures.by_target.get(mine, {})
+        for name in figures.by_target.get(GLANCE_SWIFT, {}):
+            if name in figs and not name.endswith((".client_cpu", ".status")):
+                out.append(Ratio(f"{mine}/{GLANCE_SWIFT} {name}", f"{mine}:{name}",
+                                 f"{GLANCE_SWIFT}:{name}"))
+        for name, fig in figures.by_target.get(SWIFT, {}).items():
+            if name in figs and fig.unit == "MiB/s":
+                out.append(Ratio(f"{mine}/{SWIFT} {name}", f"{mine}:{name}", f"{SWIFT}:{name}"))
     return out
 
 
 @dataclass(frozen=True)
 class Goal:
     text: str
-    op: str  # ">=" or "<="
+    op: str  # ">=", "<=" or "==" (every sample must equal the threshold)
     threshold: float
     numerator: str  # "target:figure"
     denominator: str | None = None  # None: the numerator's own value is judged
@@ -90,6 +113,9 @@ class Goal:
         for num in (self.numerator, *self.worst_of):
             fig = figures.get(*num.split(":", 1))
             if fig is None or not fig.samples:
+                continue
+            if self.op == "==":
+                values += fig.samples
                 continue
             # a ceiling on a resource is judged on its worst sample, a ratio on medians
             v = fig.max if self.denominator is None else fig.median
@@ -102,8 +128,12 @@ class Goal:
         if not values:
             return {"goal": self.text, "value": None, "threshold": self.threshold,
                     "op": self.op, "result": "n/a"}
-        v = min(values) if self.op == ">=" else max(values)
-        ok = v >= self.threshold if self.op == ">=" else v <= self.threshold
+        if self.op == "==":
+            v = next((x for x in values if x != self.threshold), self.threshold)
+            ok = v == self.threshold
+        else:
+            v = min(values) if self.op == ">=" else max(values)
+            ok = v >= self.threshold if self.op == ">=" else v <= self.threshold
         return {"goal": self.text, "value": round(v, 4), "threshold": self.threshold,
                 "op": self.op, "result": "pass" if ok else "FAIL"}
 
@@ -127,5 +157,24 @@ GOALS = [
 ]
 
 
+# the issue's goals for object stores (P1.2), judged when the Swift group ran
+SWIFT_GOALS = [
+    Goal("Swift: upload, 1 stream >= 1.5x Glance on the same Swift", ">=", 1.5,
+         f"{STREAMD_SWIFT}:upload.random.c1", f"{GLANCE_SWIFT}:upload.random.c1"),
+    Goal("Swift: download (no cache), 1 stream >= 1.5x Glance on the same Swift", ">=", 1.5,
+         f"{STREAMD_SWIFT}:download.random.c1", f"{GLANCE_SWIFT}:download.random.c1"),
+    Goal("Swift: a 1 MiB ranged read answers 206 (Glance: 400)", "==", 206,
+         f"{STREAMD_SWIFT}:range.random.c1.status"),
+    Goal("Swift: a 1 MiB ranged read < 100 ms (ms, worst run's median)", "<=", 100.0,
+         f"{STREAMD_SWIFT}:range.random.c1.latency"),
+    Goal("Swift: peak streamd RSS during 8 concurrent uploads <= 150 MiB (MiB)", "<=", 150.0,
+         f"{STREAMD_SWIFT}:upload.random.c8.server_rss"),
+]
+
+
 def judge_all(figures: Figures) -> list[dict[str, Any]]:
-    return [g.judge(figures) for g in GOALS]
+    """The goals; the Swift group's only when it ran (a Swift-backed target has figures)."""
+    goals = list(GOALS)
+    if any(t in figures.by_target for t in SWIFT_TARGETS):
+        goals += SWIFT_GOALS
+    return [g.judge(figures) for g in goals]

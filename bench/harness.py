@@ -2,12 +2,14 @@
 
 Runs are interleaved so that slow drift on a shared machine (another job, page cache, disk
 write-back) lands on every target alike: per run, stages → static server → streamd →
-streamd with xxh3 → streamd with 2 worker processes → Glance, then the next run.
+streamd with xxh3 → streamd with 2 worker processes → Glance → (with ``--swift``) Swift's
+ceiling → streamd on Swift → streamd on S3 (s3api) → Glance on Swift, then the next run.
 """
 
 from __future__ import annotations
 
 import datetime
+import os
 import secrets
 import shlex
 import shutil
@@ -20,15 +22,16 @@ from pathlib import Path
 from bench import ceiling, report, stages
 from bench.figures import Figures
 from bench.goals import STAGES
-from bench.inputs import make_inputs
+from bench.inputs import Input, make_inputs, make_random
 from bench.machine import describe
+from bench.swiftgroup import SEGMENT_SIZE, SwiftGroup, limit_notes
 from bench.targets import StreamdServer, Target, glance_target, http_status
 from bench.workloads import Plan, TargetRun, cleanup_paged_images
 
 MiB = 1024 * 1024
 
 SKIPPABLE = ("streamd", "xxh3", "workers", "glance", "zero", "qcow2", "range", "metadata",
-             "page10k", "stages", "static", "clients", "chart")
+             "page10k", "stages", "static", "clients", "chart", "s3")
 
 
 @dataclass
@@ -46,10 +49,33 @@ class Options:
     stage_bytes: int = 256 * MiB
     python: str = sys.executable  # the interpreter that runs ``-m streamd``
     tmp_dir: Path | None = None  # parent of the session's temp dir (inputs, data dirs)
+    swift: bool = False  # the Swift group (bench/swiftgroup.py)
+    swift_size: int | None = None  # bytes per Swift-group transfer; None: ``size``
+    swift_segment: int = SEGMENT_SIZE  # streamd's swift store segment_size
+    glance_swift_port: int | None = None  # Glance on Swift; None: a free port
 
 
 def _stamp() -> str:
     return datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+
+
+def _start_swift_group(opts: Options, tmp: Path, session: str, random_input: Input,
+                       notes: list[str]) -> SwiftGroup | None:
+    """Swift and its servers; None (with a note) when Swift cannot start here."""
+    size = opts.swift_size or opts.size
+    inp = random_input if size == random_input.size else make_random(
+        tmp / "inputs" / "swift-random.raw", size)
+    group = SwiftGroup(tmp=tmp, session=session, python=opts.python, size=size,
+                       segment_size=opts.swift_segment, glance_port=opts.glance_swift_port,
+                       skip=opts.skip, concurrency=opts.concurrency, notes=notes)
+    try:
+        group.start(inp)
+    except Exception as e:  # Swift not installed, a port taken, …: the rest still runs
+        group.stop()
+        notes.append(f"the Swift group did not run: {e}".splitlines()[0])
+        print(f"bench: the Swift group did not run:\n{e}", flush=True)
+        return None
+    return group
 
 
 def run(opts: Options, argv: list[str]) -> Path:
@@ -64,6 +90,7 @@ def run(opts: Options, argv: list[str]) -> Path:
     notes: list[str] = []
     servers: list[StreamdServer] = []
     targets: list[Target] = []
+    swift_group: SwiftGroup | None = None
     try:
         print(f"bench: inputs of {opts.size / MiB:.0f} MiB in {tmp}", flush=True)
         inputs = make_inputs(tmp / "inputs", opts.size, {"zero", "qcow2"} - opts.skip)
@@ -104,6 +131,8 @@ def run(opts: Options, argv: list[str]) -> Path:
                 targets.append(g)
             else:
                 notes.append(f"Glance at {opts.glance_url} not answering (GET / -> {code})")
+        if opts.swift:
+            swift_group = _start_swift_group(opts, tmp, session, inputs["random"], notes)
         chunks = None
         if "stages" not in opts.skip:
             chunks = stages.load_chunks(inputs["random"].path, min(opts.stage_bytes, opts.size))
@@ -124,6 +153,10 @@ def run(opts: Options, argv: list[str]) -> Path:
                 t0 = time.monotonic()
                 TargetRun(target, plan, figures, session, run_no, notes).run()
                 print(f"  {target.name} done in {time.monotonic() - t0:.0f} s", flush=True)
+            if swift_group is not None:
+                swift_group.run(run_no, figures)
+        if swift_group is not None:
+            notes += limit_notes(figures, os.cpu_count() or 1)
     finally:
         for target in targets:
             if opts.page_images and "page10k" not in opts.skip and "metadata" not in opts.skip:
@@ -135,6 +168,8 @@ def run(opts: Options, argv: list[str]) -> Path:
                     notes.append(f"cleanup on {target.name} failed: {e}")
         for server in servers:
             server.stop()
+        if swift_group is not None:
+            swift_group.stop()
         shutil.rmtree(tmp, ignore_errors=True)
 
     meta = {
@@ -149,6 +184,10 @@ def run(opts: Options, argv: list[str]) -> Path:
         "machine": machine,
         "targets": {t.name: t.url for t in targets},
     }
+    if swift_group is not None:
+        meta["targets"].update({t.name: t.url for t in swift_group.targets})
+        if swift_group.swift is not None:
+            meta["targets"]["swift"] = swift_group.swift.endpoint
     doc = report.build(meta, figures, notes)
     stem = f"bench-{_stamp()}{'-quick' if opts.quick else ''}"
     json_path = opts.out / f"{stem}.json"

@@ -7,12 +7,34 @@ from pathlib import Path
 from typing import Any
 
 from bench.figures import Figure, Figures
-from bench.goals import GLANCE, STAGES, STATIC, STREAMD, WORKERS, XXH3, judge_all, ratios
+from bench.goals import (
+    GLANCE,
+    GLANCE_SWIFT,
+    STAGES,
+    STATIC,
+    STREAMD,
+    STREAMD_S3,
+    STREAMD_SWIFT,
+    SWIFT,
+    SWIFT_RATIO_PREFIXES,
+    SWIFT_TARGETS,
+    WORKERS,
+    XXH3,
+    judge_all,
+    ratios,
+)
 
 TARGET_ORDER = [STREAMD, XXH3, WORKERS, GLANCE, STATIC]
 COLORS = {STREAMD: "#1f77b4", XXH3: "#17becf", WORKERS: "#2ca02c", GLANCE: "#d62728",
-          STATIC: "#7f7f7f"}
+          STATIC: "#7f7f7f", SWIFT: "#8c564b", STREAMD_SWIFT: "#1f77b4", STREAMD_S3: "#9467bd",
+          GLANCE_SWIFT: "#d62728"}
 COST_SUFFIXES = (".server_rss", ".server_cpu", ".client_cpu", ".server_cpu_ms", ".latency")
+
+
+def _is_cost(name: str) -> bool:
+    """Server/client cost, latency, or (Swift group) what Swift and the machine spent."""
+    return (name.endswith((*COST_SUFFIXES, ".machine_cpu", ".swift_proxy_cpu",
+                           ".swift_object_cpu")))
 
 
 def build(meta: dict[str, Any], figures: Figures, notes: list[str]) -> dict[str, Any]:
@@ -92,7 +114,11 @@ def markdown(doc: dict[str, Any], figures: Figures) -> str:
     def is_main(n: str) -> bool:
         return not n.endswith(COST_SUFFIXES) and not n.endswith(".loadclient")
 
-    out += _table(figures, _names(figures, targets, is_main), targets, runs, ratio_cols)
+    main = _names(figures, targets, is_main)
+    if main:
+        out += _table(figures, main, targets, runs, ratio_cols)
+    else:
+        out.append("(none: only the Swift group ran)")
     cost = _names(figures, targets, lambda n: n.endswith(COST_SUFFIXES))
     if cost:
         out += ["", "### Cost: server peak RSS, CPU per GiB; latencies", ""]
@@ -114,8 +140,10 @@ def markdown(doc: dict[str, Any], figures: Figures) -> str:
                 "| stage | MiB/s |", "|---|---|"]
         for name, fig in figures.by_target[STAGES].items():
             out.append(f"| {name} | {_cell(fig, runs)} |")
+    out += _swift_section(figures, runs)
     other = [r for r in doc["ratios"] if r["value"] is not None
-             and not r["name"].startswith(("streamd/glance", "streamd/static"))]
+             and not r["name"].startswith(("streamd/glance", "streamd/static",
+                                           *SWIFT_RATIO_PREFIXES))]
     if other:
         out += ["", "### Ratios to baselines", "", "| ratio | value |", "|---|---|"]
         out += [f"| {r['name']} | {r['value']:.2f} |" for r in other]
@@ -128,6 +156,40 @@ def markdown(doc: dict[str, Any], figures: Figures) -> str:
     return "\n".join(out) + "\n"
 
 
+def _swift_section(figures: Figures, runs: int) -> list[str]:
+    """The Swift group: Swift's ceiling, streamd's swift and s3 stores, Glance on Swift."""
+    targets = [t for t in SWIFT_TARGETS if t in figures.by_target]
+    if not targets:
+        return []
+    cols = [(f"{a}/{b}", a, b) for a, b in ((STREAMD_SWIFT, GLANCE_SWIFT),
+                                            (STREAMD_S3, GLANCE_SWIFT), (STREAMD_SWIFT, SWIFT))
+            if a in targets and b in targets]
+    names = _names(figures, targets, lambda n: not n.endswith(".status"))
+    status = _names(figures, targets, lambda n: n.endswith(".status"))
+    out = ["", "### Swift store: streamd and Glance 33 on the same Swift", "",
+           "`swift` is Swift's own ceiling (curl straight to Swift); ranged-read status below; "
+           "what limits each figure is in the notes (`limit:`).", ""]
+    main = [n for n in names if not _is_cost(n)]
+    kinds = ["server_rss", "server_cpu", "swift_proxy_cpu", "swift_object_cpu", "client_cpu",
+             "machine_cpu", "latency"]
+
+    def order(name: str) -> tuple[int, int]:
+        base, _, kind = name.rpartition(".")
+        return (main.index(base) if base in main else len(main),
+                kinds.index(kind) if kind in kinds else len(kinds))
+
+    out += _table(figures, main, targets, runs, cols)
+    out += ["", "#### Cost on Swift: server peak RSS, CPU per GiB (server, Swift's proxy and "
+            "object server, client, the whole machine); latencies", ""]
+    out += _table(figures, sorted((n for n in names if _is_cost(n)), key=order), targets, runs,
+                  cols[:2])
+    for name in status:
+        cells = [f"{t} {_cell(figures.get(t, name), runs)}" for t in targets
+                 if figures.get(t, name) is not None]
+        out += ["", f"`{name}`: " + ", ".join(cells)]
+    return out
+
+
 # -- chart ---------------------------------------------------------------------------------
 def chart(figures: Figures, path: Path, title: str) -> None:
     """Grouped bars, one group per workload, one bar per target; whiskers are min–max."""
@@ -137,13 +199,21 @@ def chart(figures: Figures, path: Path, title: str) -> None:
     import matplotlib.pyplot as plt
 
     targets = [t for t in TARGET_ORDER if t in figures.by_target]
+    swift = [t for t in SWIFT_TARGETS if t in figures.by_target]
+
+    def transfer(n: str) -> bool:
+        return (n.startswith(("upload.", "download.")) and not _is_cost(n)
+                and not n.endswith(".loadclient"))
+
     panels = [
-        ("throughput (MiB/s)",
-         _names(figures, targets, lambda n: n.startswith(("upload.", "download."))
-                and not n.endswith(COST_SUFFIXES) and not n.endswith(".loadclient"))),
+        ("throughput (MiB/s)", _names(figures, targets, transfer), targets),
         ("requests/s", _names(figures, targets, lambda n: n.startswith(("range.", "meta."))
-                              and figures_unit(figures, n) == "req/s")),
-        ("server peak RSS (MiB)", _names(figures, targets, lambda n: n.endswith(".server_rss"))),
+                              and figures_unit(figures, n) == "req/s"), targets),
+        ("server peak RSS (MiB)", _names(figures, targets, lambda n: n.endswith(".server_rss")),
+         targets),
+        ("on Swift: throughput (MiB/s)", _names(figures, swift, transfer), swift),
+        ("on Swift: server peak RSS (MiB)",
+         _names(figures, swift, lambda n: n.endswith(".server_rss")), swift),
     ]
     panels = [p for p in panels if p[1]]
     stages = figures.by_target.get(STAGES, {})
@@ -151,15 +221,15 @@ def chart(figures: Figures, path: Path, title: str) -> None:
     if rows == 0:
         return
     fig, axes = plt.subplots(rows, 1, figsize=(13, 4.2 * rows), squeeze=False)
-    for ax, (label, names) in zip(axes[:, 0], panels, strict=False):
-        width = 0.8 / max(1, len(targets))
-        for i, t in enumerate(targets):
+    for ax, (label, names, group) in zip(axes[:, 0], panels, strict=False):
+        width = 0.8 / max(1, len(group))
+        for i, t in enumerate(group):
             xs, ys, lo, hi = [], [], [], []
             for j, name in enumerate(names):
                 f = figures.get(t, name)
                 if f is None or not f.samples:
                     continue
-                xs.append(j + (i - (len(targets) - 1) / 2) * width)
+                xs.append(j + (i - (len(group) - 1) / 2) * width)
                 ys.append(f.median)
                 lo.append(f.median - f.min)
                 hi.append(f.max - f.median)
