@@ -8,6 +8,7 @@ names it instead of failing later in the middle of a transfer.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import ipaddress
 import os
@@ -153,7 +154,7 @@ class Settings:
     def should_auto_migrate(self) -> bool:
         return self.uses_embedded_db if self.auto_migrate is None else self.auto_migrate
 
-    @property
+    @functools.cached_property
     def node(self) -> str:
         """``node_id``, or one derived from this host and ``data_dir`` (see ``node_id``)."""
         if self.node_id:

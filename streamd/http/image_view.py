@@ -5,7 +5,7 @@ sit at the top level beside them; ``self``/``file``/``schema`` are the image's l
 are whole-second UTC (``2024-01-31T12:00:00Z``). ``stores`` names the stores that hold the
 data (Glance's multi-store). Internal columns — the data's locations, the ``xxh3`` digest —
 never leave the server, nor does the node that holds an image's stage (Glance hides
-``os_glance_stage_host`` too).
+``os_glance_stage_host`` too; ``streamd.service.stage_host.HIDDEN``).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from urllib.parse import urlencode
 
 from streamd.registry.records import ImageRecord
 from streamd.service.listing import Page
-from streamd.service.stage_host import STAGE_HOST
+from streamd.service.stage_host import HIDDEN
 
 # Glance's order, which people diffing the two servers' output will recognise.
 CORE_FIELDS = ("name", "disk_format", "container_format", "visibility", "size", "virtual_size",
@@ -35,7 +35,8 @@ def timestamp(moment: dt.datetime) -> str:
 
 def image_view(image: ImageRecord) -> dict[str, Any]:
     body: dict[str, Any] = dict(image.properties)  # Glance puts custom properties first
-    body.pop(STAGE_HOST, None)
+    for name in HIDDEN:
+        body.pop(name, None)
     for name in CORE_FIELDS:
         body[name] = getattr(image, name)
     body["created_at"] = timestamp(image.created_at)

@@ -194,7 +194,7 @@ async def start_import(
         policy.ensure_modifiable(ctx, image, "import data into")
     stores = list(dict.fromkeys(_stores(rt, request, store_header)))  # each store once
     if method == "glance-direct":
-        host = stage_host.staged_elsewhere(rt.settings.self_url, image)
+        host = stage_host.staged_elsewhere(rt.settings, image)
         if host is not None:  # as Glance: the data is on the node that staged it; run there
             await stage_host.forward_import(ctx, host, image_id, request.body,
                                             store_header=store_header)

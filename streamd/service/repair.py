@@ -26,7 +26,9 @@ Per image, holding its lease:
 
 Local repairs, for this node's own disk only: temp files in its file stores (removed when
 the stores are opened, ``open_stores``) and in its staging area at start-up, and
-periodically the stages whose image is gone (deleted through another node).
+periodically the stages whose image is gone (deleted through another node) or staged again
+on another node. At start-up a node also records its current URL on the images it holds
+stages of, if it has changed (``streamd.service.stage_host``).
 """
 
 from __future__ import annotations
@@ -48,7 +50,7 @@ from streamd.service.imports import (
     revert_importing,
 )
 from streamd.service.runtime import Runtime
-from streamd.service.stage_host import staged_elsewhere
+from streamd.service.stage_host import STAGE_HOST, STAGE_NODE, stage_marks, staged_elsewhere
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +77,7 @@ async def repair(rt: Runtime, *, startup: bool) -> Repaired:
             log.warning("node %s: released %d lease(s) it held when it stopped; their work "
                         "is repaired now", rt.leases.node, forgotten)
         done.stages += await rt.staging.reap_temp_files()
+        await _record_new_url(rt)
     for image in await _images_in(rt, "saving"):
         await _repair_one(rt, image, "upload", _requeue, done)
     for image in await _images_in(rt, "importing"):
@@ -91,9 +94,27 @@ async def repair(rt: Runtime, *, startup: bool) -> Repaired:
     return done
 
 
-async def _images_in(rt: Runtime, status: str) -> list[ImageRecord]:
-    """Every image in ``status``, hidden ones too, by pages (a marker that another node
-    deletes meanwhile ends the list: the next pass sees the rest)."""
+async def _record_new_url(rt: Runtime) -> None:
+    """This node's stages, recorded under a URL it no longer has (it was restarted on
+    another port or address), get its URL now, so that other nodes send imports here."""
+    here = stage_marks(rt.settings)
+    moved = [image for image in await _images_in(rt, "uploading", (STAGE_NODE, rt.leases.node))
+             if image.properties.get(STAGE_HOST) != here[STAGE_HOST]]
+    for image in moved:
+        try:
+            await rt.db(rt.registry.update, image.id, set_properties=here,
+                        expected_status=["uploading"])
+        except (NotFound, Conflict):
+            continue
+        log.warning("image %s: its stage is on this node, now at %s", image.id,
+                    here[STAGE_HOST])
+
+
+async def _images_in(rt: Runtime, status: str, prop: tuple[str, str] | None = None
+                     ) -> list[ImageRecord]:
+    """Every image in ``status`` (with the property ``prop``, if given), hidden ones too,
+    by pages (a marker that another node deletes meanwhile ends the list: the next pass
+    sees the rest)."""
     viewer = Viewer(project_id=None, is_admin=True)
     filters = (Filter("status", "eq", status), Filter("os_hidden", "in", (True, False)))
     found: list[ImageRecord] = []
@@ -101,7 +122,8 @@ async def _images_in(rt: Runtime, status: str) -> list[ImageRecord]:
     while True:
         try:
             page = await rt.db(rt.registry.list, ImageQuery(
-                viewer=viewer, filters=filters, limit=_PAGE, marker=marker))
+                viewer=viewer, filters=filters, properties=(prop,) if prop else (),
+                limit=_PAGE, marker=marker))
         except (NotFound, BadRequest):
             return found
         found += page
@@ -146,7 +168,7 @@ async def _revert_import(rt: Runtime, image: ImageRecord) -> bool:
     stores = image.properties.get(IMPORTING_TO, "")
     task_id = image.properties.get(IMPORT_TASK)
     method = await _import_method(rt, task_id)
-    host = staged_elsewhere(rt.settings.self_url, image)
+    host = staged_elsewhere(rt.settings, image)
     try:
         if method == "glance-direct" and host is not None:
             # its stage is on the node that staged it, which keeps it: importable again
@@ -211,7 +233,7 @@ async def _drop_orphan_stages(rt: Runtime) -> int:
             image = await rt.db(rt.registry.get, image_id)
         except NotFound:
             image = None
-        if image is not None and staged_elsewhere(rt.settings.self_url, image) is None:
+        if image is not None and staged_elsewhere(rt.settings, image) is None:
             continue
         try:
             with rt.jobs.claim(image_id, "stage clean-up"):

@@ -11,8 +11,10 @@ then runs where the data is. Glance does the same
 error keeps its status, a stage host that cannot be reached is 504, any other failure to
 talk to it 502.
 
-A request cannot bounce between nodes: only the node whose own URL is the recorded one
-handles it, every other one forwards it there.
+A request cannot bounce between nodes: only the node recorded (by its URL, or by its
+``node_id`` in ``os_glance_stage_node``) handles it, every other one forwards it there. A
+node whose URL changed (restarted on another port) still knows its stages by its id, and
+records its new URL on them at start-up (``streamd.service.repair``).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from typing import Any
 
 import httpx
 
+from streamd.config import Settings
 from streamd.context import RequestContext
 from streamd.errors import StreamdError
 from streamd.registry import ImageRecord
@@ -30,6 +33,10 @@ from streamd.registry import ImageRecord
 log = logging.getLogger(__name__)
 
 STAGE_HOST = "os_glance_stage_host"
+# streamd's own: the node_id of that node, which outlives a change of its URL (a restart on
+# another port or address), so that a node still knows its stages as its own
+STAGE_NODE = "os_glance_stage_node"
+HIDDEN = (STAGE_HOST, STAGE_NODE)  # never shown to clients (Glance hides its stage host)
 # seconds for the stage host to answer (Glance's proxy timeout): it only checks the request
 # and starts a job, the data moves after the answer
 PROXY_TIMEOUT = 60.0
@@ -52,11 +59,18 @@ class StageHostUnavailable(StreamdError):
         self.status = status
 
 
-def staged_elsewhere(self_url: str, image: ImageRecord) -> str | None:
-    """The URL of the node holding ``image``'s staged data when that is not this node
-    (``self_url``); None when it is this one or nobody recorded one."""
+def stage_marks(settings: Settings) -> dict[str, str]:
+    """The properties by which a node records itself on an image it stages data for."""
+    return {STAGE_HOST: settings.self_url, STAGE_NODE: settings.node}
+
+
+def staged_elsewhere(settings: Settings, image: ImageRecord) -> str | None:
+    """The URL of the node holding ``image``'s staged data when that is not this node;
+    None when it is this one (by URL or by node id) or nobody recorded one."""
     host = image.properties.get(STAGE_HOST, "").rstrip("/")
-    return host if host and host != self_url else None
+    if not host or host == settings.self_url or image.properties.get(STAGE_NODE) == settings.node:
+        return None
+    return host
 
 
 async def forward_import(

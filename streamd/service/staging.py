@@ -43,7 +43,7 @@ from streamd.registry import ImageRecord
 from streamd.service import quotas
 from streamd.service.access import visible_image
 from streamd.service.runtime import Runtime
-from streamd.service.stage_host import STAGE_HOST, staged_elsewhere
+from streamd.service.stage_host import stage_marks, staged_elsewhere
 
 log = logging.getLogger(__name__)
 
@@ -146,7 +146,6 @@ async def _stage_claimed(
 ) -> StageProgress:
     """``stage`` once this node holds the image for staging."""
     image_id = record.id
-    here = rt.settings.self_url
     current = await rt.staging.stage(image_id)
     # the owner's staged-bytes quota, before any data is accepted and then as a cap
     left = await quotas.remaining_stage_bytes(rt, record.owner)
@@ -163,12 +162,12 @@ async def _stage_claimed(
                 expected=0,
             )
         # this node holds the stage from now: imports through other nodes are sent here
-        await rt.db(rt.registry.update, image_id, {"status": "uploading"}, {STAGE_HOST: here},
-                    expected_status=["queued"])
+        await rt.db(rt.registry.update, image_id, {"status": "uploading"},
+                    stage_marks(rt.settings), expected_status=["queued"])
         if current is not None:  # left by an earlier stage of an image queued again
             await rt.staging.discard(image_id)
     elif record.status == "uploading":
-        elsewhere = staged_elsewhere(here, record)
+        elsewhere = staged_elsewhere(rt.settings, record)
         if elsewhere is not None and current is not None:
             await rt.staging.discard(image_id)  # staged again on another node since
             current = None
@@ -188,8 +187,9 @@ async def _stage_claimed(
         if content_range is None:
             if current is not None:  # a plain PUT starts an incomplete stage again
                 await rt.staging.discard(image_id)
-            if elsewhere is not None or STAGE_HOST not in record.properties:
-                await rt.db(rt.registry.update, image_id, set_properties={STAGE_HOST: here},
+            marks = stage_marks(rt.settings)
+            if any(record.properties.get(k) != v for k, v in marks.items()):
+                await rt.db(rt.registry.update, image_id, set_properties=marks,
                             expected_status=["uploading"])
         elif start != staged:
             raise StageOffsetMismatch(
@@ -316,7 +316,7 @@ async def _reap(rt: Runtime, image_id: str) -> int:
         image = await rt.db(rt.registry.get, image_id)
     except NotFound:
         image = None  # the image is gone: its stage is an orphan
-    if image is not None and staged_elsewhere(rt.settings.self_url, image) is None:
+    if image is not None and staged_elsewhere(rt.settings, image) is None:
         try:
             await rt.db(rt.registry.transition, image_id, "uploading", "queued",
                         {"size": None})

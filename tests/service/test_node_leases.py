@@ -277,3 +277,17 @@ async def test_an_import_job_holds_its_lease_and_stops_when_the_image_goes(
         await stopped.wait()
         await eventually(lambda: a.leases.registry.holder(f"import:{image_id}") is None)
 
+
+
+async def test_a_node_at_a_new_url_keeps_its_stages_and_records_the_url(
+        tmp_path: Path, wall: Callable[[], dt.datetime]) -> None:
+    async with two_nodes(tmp_path, wall) as (a, b):
+        image_id = await new_image(a)
+        await staging.stage(a, OWNER, image_id, BytesSource(b"staged"), size=6)
+        # as if a had staged it while it listened elsewhere, then restarted here
+        await a.db(a.registry.update, image_id, set_properties={STAGE_HOST: "http://old:1"})
+        assert (await repair.repair(a, startup=False)).stages == 0  # still its own stage
+        assert await a.staging.stage(image_id) is not None
+        await repair.repair(a, startup=True)
+        image = await b.db(b.registry.get, image_id)
+        assert image.properties[STAGE_HOST] == "http://a.example:9292"

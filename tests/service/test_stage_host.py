@@ -8,12 +8,14 @@ import json
 import httpx
 import pytest
 
+from streamd.config import Settings
 from streamd.context import RequestContext, identity_of
 from streamd.service.stage_host import (
     STAGE_HOST,
     StageHostError,
     StageHostUnavailable,
     forward_import,
+    stage_marks,
     staged_elsewhere,
 )
 from tests.service.records import record
@@ -35,11 +37,20 @@ def test_identity_headers_are_kept_out_of_sight() -> None:
     assert CTX == RequestContext(project_id="p1", user_id="u1", roles=frozenset({"member"}))
 
 
-def test_staged_elsewhere_compares_with_this_nodes_url() -> None:
-    image = record(status="uploading", properties={STAGE_HOST: "http://a:9292/"})
-    assert staged_elsewhere("http://a:9292", image) is None
-    assert staged_elsewhere("http://b:9292", image) == "http://a:9292"
-    assert staged_elsewhere("http://b:9292", record(properties={})) is None
+def test_staged_elsewhere_compares_with_this_nodes_url_and_id() -> None:
+    a = Settings(bind="127.0.0.1:9292", worker_self_reference_url="http://a:9292",
+                 node_id="node-a")
+    b = Settings(bind="127.0.0.1:9292", worker_self_reference_url="http://b:9292",
+                 node_id="node-b")
+    image = record(status="uploading", properties=stage_marks(a))
+    assert staged_elsewhere(a, image) is None
+    assert staged_elsewhere(b, image) == "http://a:9292"
+    assert staged_elsewhere(b, record(properties={})) is None
+    # node a restarted at another address: its stages are still its own
+    moved = Settings(worker_self_reference_url="http://a2:9393", node_id="node-a")
+    assert staged_elsewhere(moved, image) is None
+    # Glance's property alone (no node id), with a trailing slash
+    assert staged_elsewhere(a, record(properties={STAGE_HOST: "http://a:9292/"})) is None
 
 
 async def test_the_request_is_replayed_with_the_callers_identity() -> None:
