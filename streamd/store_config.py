@@ -15,6 +15,14 @@
     user = "images:streamd"
     key = "…"                 # or STREAMD_STORES__SWIFT1__KEY
 
+    [stores.web]
+    type = "http"             # read-only: images whose locations are URLs (no options)
+    description = "images served by web servers"
+
+An ``http`` store takes no options: which URLs it may read is what web-download may fetch
+(the ``web_download_*`` settings: schemes, hosts, ports, and ``web_download_private_hosts``
+for loopback or private addresses), since both fetch URLs that users hand the server.
+
 With no ``[stores]`` table a server has one file store, ``file``, under ``data_dir/images``,
 as before multi-store. Options are checked here, once, by type, so that a typo stops
 start-up with a message naming the store and the option; secrets may come from
@@ -33,7 +41,7 @@ from typing import Any
 from streamd.setting_values import convert
 from streamd.units import MiB
 
-STORE_TYPES = ("file", "swift", "s3")
+STORE_TYPES = ("file", "swift", "s3", "http")
 # option -> (type, default); a default of ... means required
 _OPTIONS: dict[str, dict[str, tuple[type, Any]]] = {
     "file": {
@@ -67,6 +75,7 @@ _OPTIONS: dict[str, dict[str, tuple[type, Any]]] = {
         "create_bucket": (bool, True),
         "verify_tls": (bool, True),
     },
+    "http": {},  # its URL filters are the web_download_* settings
 }
 _COMMON = {"type", "description"}
 SECRET_OPTIONS = frozenset({"key", "token", "secret_key"})

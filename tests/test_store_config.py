@@ -69,6 +69,14 @@ def test_bad_tables_name_the_store_and_the_option(
     assert "store 'mine'" in str(caught.value)
 
 
+def test_an_http_store_takes_no_options(tmp_path: Path) -> None:
+    text = 'default_store = "local"\n[stores.local]\ntype = "file"\n[stores.web]\ntype = "http"\n'
+    web = settings_from(tmp_path, text).stores[1]
+    assert (web.id, web.type, dict(web.options), web.public_options()) == ("web", "http", {}, {})
+    with pytest.raises(ConfigError, match=r"unknown option\(s\) path for a http store"):
+        settings_from(tmp_path, text + 'path = "/srv"\n')
+
+
 def test_only_one_file_store_may_leave_out_its_path(tmp_path: Path) -> None:
     text = 'default_store = "a"\n[stores.a]\ntype = "file"\n[stores.b]\ntype = "file"\n'
     with pytest.raises(ConfigError, match="only one file store may leave out path"):

@@ -1,8 +1,10 @@
 """The stores a server keeps image data in, built from ``settings.stores``.
 
 One ``Store`` per ``[stores.<id>]`` table (``streamd.store_config``), by type: a file store
-(``path``, or ``data_dir/images``), a Swift store, an S3 store. ``default_store`` is where
-uploads go unless a request names another (``X-Image-Meta-Store``). ``store_throttle_mib_s``
+(``path``, or ``data_dir/images``), a Swift store, an S3 store, an HTTP store (read-only:
+image locations that are URLs, ``streamd.service.locations``; it fetches only what
+web-download may fetch). ``default_store`` is where uploads go unless a request names
+another (``X-Image-Meta-Store``), so it may not be a read-only store. ``store_throttle_mib_s``
 wraps every store in ``ThrottledStore`` so that tests and demos can watch back-pressure and
 bounded memory with a store slower than the network.
 
@@ -19,10 +21,11 @@ from typing import Any
 
 import trio
 
-from streamd.config import Settings
+from streamd.config import ConfigError, Settings
 from streamd.context import RequestContext
 from streamd.errors import BadRequest, Forbidden
 from streamd.io import FileStore, Store, StoreError, ThrottledStore
+from streamd.io.url_filter import UrlFilter
 from streamd.store_config import StoreSpec
 from streamd.units import MiB
 
@@ -67,6 +70,10 @@ class StoreSet:
         except KeyError:
             raise StoreError(f"the image's data is in store {store_id!r}, which this server "
                              "is not configured with") from None
+
+    def ids_of_type(self, kind: str) -> list[str]:
+        """The ids of the stores of type ``kind`` (e.g. "http"), in the settings' order."""
+        return [store_id for store_id, spec in self.specs.items() if spec.type == kind]
 
     def choose(self, store_id: str | None) -> Store:
         """The store a request names, or the default store."""
@@ -124,6 +131,10 @@ async def open_stores(
                             "tests only)", spec.id, settings.store_throttle_mib_s)
                 store = ThrottledStore(store, delay=0.0, bytes_per_second=rate)
             stores[spec.id] = store
+        if stores[settings.default_store_id].capabilities.read_only:
+            raise ConfigError(f"setting 'default_store': store {settings.default_store_id!r} "
+                              "is read-only, and uploads go to the default store: name a "
+                              "file, swift or s3 store")
     except BaseException:
         await StoreSet(stores, {}, "").aclose()
         raise
@@ -168,4 +179,21 @@ async def _open(
             lambda: S3Store(spec.id, s3, part_size=o["part_size"],
                             parts_in_flight=o["parts_in_flight"],
                             read_chunk=settings.read_chunk_size, limiter=limiter))
+    if spec.type == "http":
+        from streamd.io.stores.http import HttpStore
+
+        return HttpStore(spec.id, url_filter=url_filter(settings),
+                         max_redirects=settings.web_download_max_redirects)
     raise AssertionError(f"store type {spec.type!r} has no module")  # store_config checks
+
+
+def url_filter(settings: Settings) -> UrlFilter:
+    """What an HTTP store may fetch: what web-download may (``web_download_*``), since both
+    fetch URLs that users hand the server; the store names itself in its refusals."""
+    return UrlFilter(
+        allowed_schemes=settings.web_download_allowed_schemes,
+        allowed_hosts=settings.web_download_allowed_hosts,
+        disallowed_hosts=settings.web_download_disallowed_hosts,
+        allowed_ports=settings.web_download_allowed_ports,
+        private_hosts=settings.web_download_private_hosts,
+    )
