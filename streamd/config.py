@@ -100,6 +100,10 @@ class Settings:
     web_download_allowed_ports: tuple[int, ...] = (80, 443)
     web_download_private_hosts: tuple[str, ...] = ()
     web_download_max_redirects: int = 5  # each hop is filtered like the first URI
+    # image locations (streamd.service.locations), as Glance's option of that name: the
+    # location PATCH ops (add/replace/remove /locations) and the images' ``locations`` field
+    # only when true; POST /v2/images/{id}/locations needs no setting, only an http store
+    show_multiple_locations: bool = False
     # staged data (PUT /v2/images/{id}/stage) not imported this many seconds after its last
     # byte arrived is removed and its image queued again
     stage_max_age: float = 86400.0

@@ -10,6 +10,11 @@ registry's change, so a bad patch changes nothing.
 
 Two media types carry patches: v2.1 is standard JSON patch; v2.0 (still accepted by Glance)
 writes each operation as ``{"add": "/path", "value": …}``.
+
+``/locations`` is the one path that goes deeper, as in Glance: ``add /locations/<n|->``,
+``remove /locations/<n|->``, ``replace /locations`` (any other depth is a 400). Such an op
+is parsed here (its ``position`` is the second part) but not applied: it changes where the
+data is, not a field, and ``streamd.service.locations`` carries it out.
 """
 
 from __future__ import annotations
@@ -31,6 +36,9 @@ PATCH_V21 = "application/openstack-images-v2.1-json-patch"
 PATCH_V20 = "application/openstack-images-v2.0-json-patch"
 MEDIA_TYPES = (PATCH_V20, PATCH_V21)
 OPS = ("add", "remove", "replace")
+LOCATIONS = "locations"
+# how many parts a /locations path has, by op (Glance's _path_depth_limits)
+_LOCATION_DEPTH = {"add": 2, "remove": 2, "replace": 1}
 _MISSING = object()
 
 
@@ -42,6 +50,12 @@ class PatchOp:
     path: str
     name: str
     value: Any = _MISSING
+    position: str | None = None  # /locations/<position>: a digit string or "-"
+
+    @property
+    def on_locations(self) -> bool:
+        """Is this an op on the image's locations (``streamd.service.locations``)?"""
+        return self.name == LOCATIONS
 
     def as_json_patch(self) -> dict[str, Any]:
         step = {"op": self.op, "path": self.path}
@@ -98,13 +112,27 @@ def _parse_op(raw: Any, media_type: str) -> PatchOp:
         parts = jsonpointer.JsonPointer(path).parts
     except jsonpointer.JsonPointerException as e:
         raise BadRequest(f"Invalid JSON pointer {path!r}: {e}") from None
-    check_writable(parts[0])  # /locations/- is a 403 like /locations, before the depth check
+    if parts and parts[0] == LOCATIONS:
+        return _location_op(raw, op, path, parts)
+    check_writable(parts[0])
     if len(parts) != 1:
         raise BadRequest(f"Invalid JSON pointer for this resource: {path!r}: a path names one "
                          "image field, e.g. /name or /tags (replace the whole tag list).")
     if op in ("add", "replace") and "value" not in raw:
         raise BadRequest(f'Operation "{op}" requires a member named "value".')
     return PatchOp(op, path, parts[0], raw["value"] if op != "remove" else _MISSING)
+
+
+def _location_op(raw: dict[str, Any], op: str, path: str, parts: list[str]) -> PatchOp:
+    if len(parts) != _LOCATION_DEPTH[op]:
+        raise BadRequest(f"Invalid JSON pointer for this resource: {path!r}: use add "
+                         "/locations/- (or /locations/<n>), remove /locations/<n>, or replace "
+                         "/locations.")
+    if op in ("add", "replace") and "value" not in raw:
+        raise BadRequest(f'Operation "{op}" requires a member named "value".')
+    position = parts[1] if len(parts) == 2 else None
+    return PatchOp(op, path, LOCATIONS, raw["value"] if op != "remove" else _MISSING,
+                   position)
 
 
 def editable_document(image: ImageRecord) -> dict[str, Any]:
@@ -130,6 +158,9 @@ def apply_patch(ctx: RequestContext, image: ImageRecord, ops: list[PatchOp]) -> 
 
 
 def _check_op(ctx: RequestContext, doc: Mapping[str, Any], op: PatchOp) -> None:
+    if op.on_locations:  # a caller that did not hand these to streamd.service.locations
+        raise Forbidden("Attribute 'locations' is reserved: locations change through the "
+                        "location operations, which this request does not support.")
     core = op.name in WRITABLE_CORE
     if op.op == "remove" and core:
         raise Forbidden(f"Property {op.name} may not be removed; replace it instead.")

@@ -94,3 +94,29 @@ def test_admin_may_publish_and_move() -> None:
     result = changes([{"op": "replace", "path": "/visibility", "value": "public"},
                       {"op": "replace", "path": "/owner", "value": "p2"}], ADMIN)
     assert result.values == {"visibility": "public", "owner": "p2"}
+
+
+@pytest.mark.parametrize(("op", "position"), [
+    ({"op": "add", "path": "/locations/-", "value": {"url": "u", "metadata": {}}}, "-"),
+    ({"op": "add", "path": "/locations/3", "value": {"url": "u", "metadata": {}}}, "3"),
+    ({"op": "remove", "path": "/locations/0"}, "0"),
+    ({"op": "replace", "path": "/locations", "value": []}, None),
+])
+def test_location_ops_are_parsed_for_the_locations_service(
+    op: dict[str, Any], position: str | None
+) -> None:
+    (parsed,) = parse_patch([op])
+    assert parsed.on_locations and parsed.position == position
+    with pytest.raises(Forbidden, match="reserved"):  # not a field: apply_patch refuses it
+        apply_patch(OWNER, record(), [parsed])
+
+
+@pytest.mark.parametrize("op", [
+    {"op": "add", "path": "/locations", "value": {"url": "u", "metadata": {}}},
+    {"op": "remove", "path": "/locations"},
+    {"op": "replace", "path": "/locations/0", "value": {"url": "u", "metadata": {}}},
+    {"op": "add", "path": "/locations/-/url", "value": "u"},
+])
+def test_location_paths_of_the_wrong_depth_are_400_as_glance(op: dict[str, Any]) -> None:
+    with pytest.raises(BadRequest, match="Invalid JSON pointer"):
+        parse_patch([op])
