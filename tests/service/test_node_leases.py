@@ -291,3 +291,27 @@ async def test_a_node_at_a_new_url_keeps_its_stages_and_records_the_url(
         await repair.repair(a, startup=True)
         image = await b.db(b.registry.get, image_id)
         assert image.properties[STAGE_HOST] == "http://a.example:9292"
+
+
+async def test_deleting_through_another_node_stops_a_stage_and_drops_it(
+        tmp_path: Path, wall: Callable[[], dt.datetime],
+        mock_clock: trio.testing.MockClock) -> None:
+    async with two_nodes(tmp_path, wall) as (a, b):
+        image_id = await new_image(a)
+        source = GatedSource(b"x" * 10, b"y" * 10)
+        outcome: list[BaseException] = []
+
+        async def stage() -> None:
+            try:
+                await staging.stage(a, OWNER, image_id, source, size=20)
+            except Gone as exc:
+                outcome.append(exc)
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(stage)
+            await source.reading.wait()
+            await images.delete_image(b, OWNER, image_id)
+            mock_clock.jump(TTL / 3)
+        assert outcome and "deleted" in str(outcome[0])
+        assert await a.staging.stage(image_id) is None
+        assert a.leases.registry.holder(f"stage:{image_id}") is None
