@@ -4,7 +4,9 @@
 ``PUT/DELETE /v2/images/{id}/tags/{tag}`` and
 ``POST /v2/images/{id}/actions/deactivate|reactivate``. Each maps the request onto one use
 case in ``streamd.service.images`` and its result onto Glance's status codes and JSON; the
-image data routes (``…/file``) are raw ASGI handlers elsewhere.
+image data routes (``…/file``) are raw ASGI handlers elsewhere. A PATCH goes through
+``streamd.service.locations``, which carries out its ``/locations`` ops (if any) and hands
+the rest on; with ``show_multiple_locations`` images show their ``locations``.
 """
 
 from __future__ import annotations
@@ -17,7 +19,8 @@ from streamd.errors import UnsupportedMediaType
 from streamd.http.bodies import json_response, no_content, parse_json
 from streamd.http.context import context, runtime
 from streamd.http.image_view import image_view, images_view
-from streamd.service import images, imports
+from streamd.registry.records import ImageRecord
+from streamd.service import images, imports, locations
 from streamd.service.image_patch import MEDIA_TYPES
 
 bp = Blueprint("images", __name__)
@@ -34,6 +37,16 @@ def _parse_json(data: bytes) -> Any:
     return parse_json(data, IMAGE_FIELDS)
 
 
+def _view(image: ImageRecord, body: dict[str, Any] | None = None) -> dict[str, Any]:
+    """``image_view``, with ``locations`` when the settings show them (Glance's
+    ``show_multiple_locations``; glanceclient's location calls read them)."""
+    body = image_view(image) if body is None else body
+    shown = locations.shown_locations(runtime(), context(), image)
+    if shown is not None:
+        body["locations"] = shown
+    return body
+
+
 @bp.post("/v2/images")
 async def create() -> Response:
     image = await images.create_image(runtime(), context(), await _json_body())
@@ -43,19 +56,22 @@ async def create() -> Response:
     if methods:  # as Glance, which announces how the new image's data may be imported
         headers["OpenStack-image-import-methods"] = ",".join(methods)
     headers["OpenStack-image-store-ids"] = ",".join(runtime().stores.ids)  # as Glance
-    return json_response(image_view(image), 201, headers)
+    return json_response(_view(image), 201, headers)
 
 
 @bp.get("/v2/images")
 async def index() -> Response:
     params = list(request.args.items(multi=True))
     page = await images.list_images(runtime(), context(), params)
-    return json_response(images_view(page, params))
+    body = images_view(page, params)
+    for image, view in zip(page.images, body["images"], strict=True):
+        _view(image, view)
+    return json_response(body)
 
 
 @bp.get("/v2/images/<image_id>")
 async def show(image_id: str) -> Response:
-    return json_response(image_view(await images.show_image(runtime(), context(), image_id)))
+    return json_response(_view(await images.show_image(runtime(), context(), image_id)))
 
 
 @bp.patch("/v2/images/<image_id>")
@@ -71,8 +87,8 @@ async def update(image_id: str) -> Response:
             headers={"Accept-Patch": ", ".join(MEDIA_TYPES)},
         )
     patch = _parse_json(data)
-    image = await images.update_image(runtime(), context(), image_id, patch, media_type)
-    return json_response(image_view(image))
+    image = await locations.update_image(runtime(), context(), image_id, patch, media_type)
+    return json_response(_view(image))
 
 
 @bp.delete("/v2/images/<image_id>")
