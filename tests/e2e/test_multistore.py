@@ -21,7 +21,7 @@ import httpx
 import openstack
 import pytest
 
-from tests.data_client import create_image, error_of, show, upload
+from tests.data_client import create_image, error_of, show, upload, wait_for_status
 from tests.objectstores import SWIFT_KEY, SWIFT_USER, MotoServer, SwiftServer
 from tests.servers import ADMIN_HEADERS as ADMIN
 from tests.servers import ServerProcess
@@ -139,21 +139,19 @@ def test_openstacksdk_round_trip_per_store(
     conn = openstack.connection.Connection(
         auth_type="none", image_endpoint_override=multi.url + "/v2")
     data = random.Random(store + "sdk").randbytes(2 * 1024 * 1024 + 5)
+    # the sdk's import path (stage, then glance-direct into the store it names)
     image = conn.image.create_image(name=f"sdk-{store}", disk_format="raw",
                                     container_format="bare", data=data, allow_duplicates=True,
-                                    validate_checksum=True)
+                                    use_import=True, stores=[store], wait=True, timeout=60)
     image_id = image.id
-    # openstacksdk uploads to the default store; copy nothing, ask the API where it went
-    assert conn.image.get_image(image_id).status == "active"
-    assert show(multi, image_id)["stores"] == "local"  # the sdk's Image has no `stores`
+    shown = wait_for_status(multi, image_id, "active")
+    assert shown["stores"] == store  # the sdk's Image has no `stores`
+    assert shown["checksum"] == hashlib.md5(data).hexdigest()
     out = tmp_path / "out.img"
-    conn.image.download_image(image_id, output=str(out), stream=True)
+    conn.image.download_image(image_id, output=str(out), stream=True)  # md5 checked by sdk
     assert out.read_bytes() == data
     conn.image.delete_image(image_id)
-    # and the same through the store the test names
-    uploaded = _upload_to(multi, store, data)
-    assert uploaded["stores"] == store
-    httpx.delete(multi.url + f"/v2/images/{uploaded['id']}", headers=ADMIN)
+    assert httpx.get(multi.url + f"/v2/images/{image_id}", headers=ADMIN).status_code == 404
 
 
 async def test_deleting_an_image_leaves_nothing_in_the_object_stores(
@@ -227,3 +225,58 @@ secret_key = "b"
     image_id = create_image(server, ADMIN)
     assert upload(server, image_id, b"y" * 1000, ADMIN).status_code == 204
     assert show(server, image_id)["stores"] == "local"
+
+
+@pytest.mark.parametrize("fault", ["swift-reset", "s3-5xx"])
+async def test_a_store_failing_mid_upload_leaves_the_image_queued_and_nothing_stored(
+    make_server: Any, tmp_path: Path, swift_server: SwiftServer, moto_server: MotoServer,
+    fault: str,
+) -> None:
+    """The object store resets (Swift) or answers 503 (S3) in the middle of an upload: the
+    client gets a JSON 503 naming the store, the image is queued, no segment or multipart
+    upload is left, and the same upload then succeeds once the store is healthy."""
+    from streamd.io.stores.s3 import S3Settings, S3Store
+    from streamd.io.stores.swift import SwiftCredentials, SwiftStore
+    from tests.faulty_proxy import FaultyProxy
+    from tests.io.conftest import swift_leftovers
+
+    tag = uuid.uuid4().hex[:8]
+    if fault == "swift-reset":
+        proxy = FaultyProxy(swift_server.proxy_port, reset_match=b"/00000001 HTTP")
+        table = (f'type = "swift"\nauth_url = "{proxy.endpoint}/auth/v1.0"\n'
+                 f'user = "{SWIFT_USER}"\nkey = "{SWIFT_KEY}"\ncontainer = "f-{tag}"\n'
+                 "segment_size = 1048576\n")
+        store = SwiftStore("x", SwiftCredentials(auth_url=swift_server.auth_url,
+                                                 user=SWIFT_USER, key=SWIFT_KEY),
+                           container=f"f-{tag}")
+    else:
+        proxy = FaultyProxy(moto_server.port, fail_match=b"partNumber=2")
+        table = (f'type = "s3"\nendpoint = "{proxy.endpoint}"\nbucket = "f-{tag}"\n'
+                 'access_key = "testing"\nsecret_key = "testing"\npart_size = 5242880\n')
+        store = S3Store("x", S3Settings(bucket=f"f-{tag}", endpoint_url=moto_server.endpoint,
+                                        access_key="testing", secret_key="testing"))
+    config = tmp_path / "streamd.toml"
+    config.write_text(f'default_store = "obj"\n[stores.obj]\n{table}')
+    data = random.Random(fault).randbytes(11 * 1024 * 1024)
+    try:
+        with proxy:
+            server = make_server(env={"STREAMD_CONFIG": str(config)})
+            image_id = create_image(server, ADMIN)
+            async with httpx.AsyncClient(timeout=60) as client:
+                r = await client.put(f"{server.url}/v2/images/{image_id}/file", content=data,
+                                     headers={**ADMIN, "Content-Type": "application/octet-stream"})
+            assert r.status_code == 503, r.text
+            assert "'obj'" in error_of(r)["message"]
+            assert show(server, image_id)["status"] == "queued"
+            leftovers = await (swift_leftovers(store) if fault == "swift-reset"
+                               else store.list_names())
+            assert leftovers == []
+            proxy.reset_match = proxy.fail_match = None  # the store is healthy again
+            async with httpx.AsyncClient(timeout=60) as client:
+                r = await client.put(f"{server.url}/v2/images/{image_id}/file", content=data,
+                                     headers={**ADMIN, "Content-Type": "application/octet-stream"})
+                assert r.status_code == 204, r.text
+                got = await client.get(f"{server.url}/v2/images/{image_id}/file", headers=ADMIN)
+            assert got.content == data
+    finally:
+        await store.aclose()

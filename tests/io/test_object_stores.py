@@ -7,14 +7,11 @@ from ``FaultyProxy``, a TCP proxy between the store and the real server.
 from __future__ import annotations
 
 import random
-import time
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import aclosing
 
-import boto3
 import pytest
-from botocore.config import Config
 
 from streamd.io import StoreError
 from streamd.io.stores.s3 import S3Settings, S3Store
@@ -164,26 +161,6 @@ async def test_s3_5xx_on_a_part_aborts_the_multipart_upload(
         assert proxy.failed >= 1  # botocore retries a 503 before giving up
         assert await store.list_names() == []
         await store.aclose()
-
-
-async def test_sweep_aborts_what_a_crash_left(
-    s3_server: tuple[str, str, str, int], request: pytest.FixtureRequest
-) -> None:
-    endpoint, access, secret, _ = s3_server
-    store = s3_store(endpoint, access, secret)
-    await store.write(feed(b"x" * 10), key="keep")  # makes the bucket
-    client = boto3.client("s3", endpoint_url=endpoint, aws_access_key_id=access,
-                          aws_secret_access_key=secret, region_name="us-east-1",
-                          config=Config(s3={"addressing_style": "path"}))
-    client.create_multipart_upload(Bucket=store.bucket, Key="crashed")
-    assert "crashed (multipart upload)" in await store.list_names()
-    if "moto" not in request.node.callspec.id:
-        # moto reports every upload as initiated on 2010-11-10: only a real server can say
-        # that one is too young to sweep
-        assert await store.abort_stale_uploads(3600, now=time.time()) == 0
-    assert await store.abort_stale_uploads(0, now=time.time() + 5) == 1
-    assert await store.list_names() == ["keep"]
-    await store.aclose()
 
 
 async def test_wrong_credentials_name_the_store(swift_server: SwiftServer) -> None:

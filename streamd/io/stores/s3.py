@@ -5,9 +5,9 @@ multipart upload with parts of ``part_size`` and at most ``parts_in_flight`` of 
 memory or on the wire at once, so an upload holds ``part_size × parts_in_flight`` bytes
 whatever the image size (Glance's S3 driver buffers a whole image of unknown size). The
 object appears when ``CompleteMultipartUpload`` succeeds; a write that fails or is
-cancelled aborts its multipart upload, and ``abort_stale_uploads`` removes the ones a crash
-left (the server runs it at start-up); ``discard_unfinished`` aborts those of one key, for
-whoever repairs an upload that a killed node left.
+cancelled aborts its multipart upload; ``discard_unfinished`` aborts those of one key, for
+the repair of an upload that a killed node left (``streamd.service.repair``, at start-up
+and periodically, once that upload's lease has run out).
 
 boto3 blocks, so every call runs in a worker thread under the store's limiter; a cancelled
 transfer waits for the call in flight (one part or one read at most) and then cleans up.
@@ -223,18 +223,6 @@ class S3Store:
         return await self._head(self._locations.name(location))
 
     # -- upkeep ----------------------------------------------------------------------------
-
-    async def abort_stale_uploads(self, older_than: float, *, now: float) -> int:
-        """Abort this store's multipart uploads started more than ``older_than`` s ago."""
-        answer = await self._call("list", lambda: self._client.list_multipart_uploads(
-            Bucket=self.bucket, Prefix=self._settings.prefix))
-        aborted = 0
-        for upload in answer.get("Uploads", []):
-            started = upload["Initiated"].timestamp()
-            if now - started >= older_than:
-                await self._abort(upload["Key"], upload["UploadId"])
-                aborted += 1
-        return aborted
 
     async def discard_unfinished(self, key: str) -> int:
         """Abort the multipart uploads of ``key`` that writes killed with their process left
