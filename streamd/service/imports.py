@@ -67,6 +67,7 @@ from streamd.service import copies, quotas, stage_host
 from streamd.service.access import visible_image
 from streamd.service.runtime import Runtime
 from streamd.service.stored_data import registry_values
+from streamd.service.stores import url_filter
 from streamd.units import MiB
 
 log = logging.getLogger(__name__)
@@ -93,13 +94,7 @@ def enabled_methods(rt: Runtime) -> list[str]:
 
 
 def uri_filter(settings: Settings) -> UriFilter:
-    return UriFilter(
-        allowed_schemes=settings.web_download_allowed_schemes,
-        allowed_hosts=settings.web_download_allowed_hosts,
-        disallowed_hosts=settings.web_download_disallowed_hosts,
-        allowed_ports=settings.web_download_allowed_ports,
-        private_hosts=settings.web_download_private_hosts,
-    )
+    return url_filter(settings, UriFilter)
 
 
 @dataclass(frozen=True)

@@ -34,7 +34,7 @@ import dataclasses
 import logging
 import string
 import uuid
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -44,8 +44,9 @@ import trio
 from streamd import policy
 from streamd.context import RequestContext
 from streamd.errors import BadRequest, Conflict, Forbidden, NotFound, StreamdError
-from streamd.io import ObjectNotFound, SizeCapExceeded, Store, StoreError
-from streamd.io.hashing import Hasher, new_hasher
+from streamd.io import ObjectNotFound, SizeCapExceeded, Store, StoreError, UploadResult
+from streamd.io.stores.chunks import ChunkCursor
+from streamd.io.stores.discard import DiscardStore
 from streamd.io.url_filter import UriRefused
 from streamd.registry import ImageRecord, StoredCopy
 from streamd.registry.tasks import UNFINISHED, TaskRecord
@@ -54,6 +55,7 @@ from streamd.service.access import visible_image
 from streamd.service.image_patch import PATCH_V21, PatchOp, parse_patch
 from streamd.service.imports import TASK_TIME_TO_LIVE
 from streamd.service.runtime import Runtime
+from streamd.service.stored_data import registry_values
 from streamd.service.transfers import REQUIRED_FORMATS
 
 log = logging.getLogger(__name__)
@@ -86,13 +88,6 @@ class Target:
     size: int
     validation: Validation | None = None
 
-
-@dataclass(frozen=True)
-class _Digests:
-    checksum: str
-    os_hash_algo: str
-    os_hash_value: str
-    xxh3: str
 
 
 # -- views -------------------------------------------------------------------------------------
@@ -316,13 +311,13 @@ def _shown(url: str) -> str:
 
 
 async def _activate(rt: Runtime, image_id: str, target: Target,
-                    digests: _Digests | None = None, *, expected: str = "queued"
+                    digests: UploadResult | None = None, *, expected: str = "queued"
                     ) -> ImageRecord:
     """``expected`` -> active with ``target`` as the image's one copy (and ``digests``)."""
-    values: dict[str, Any] = {"size": target.size, "location": target.url,
-                              "store": target.store}
-    if digests is not None:
-        values.update(dataclasses.asdict(digests))
+    if digests is not None:  # the copy is the URL, whatever the hashing pass "stored"
+        values = registry_values(target.store, target.url, target.size, digests)
+    else:
+        values = {"size": target.size, "location": target.url, "store": target.store}
     return await rt.db(rt.registry.transition, image_id, expected, "active", values)
 
 
@@ -423,62 +418,20 @@ async def _close_task(rt: Runtime, image_id: str, task_id: str, status: str,
 # -- hashing what a location holds -------------------------------------------------------------
 
 
-async def _digest(rt: Runtime, store: Store, target: Target) -> _Digests:
+async def _digest(rt: Runtime, store: Store, target: Target) -> UploadResult:
     """md5, the validation's algorithm and xxh3 of the ``target.size`` bytes at its URL.
 
-    Read once; the store's chunks are gathered into ``chunk_size`` buffers, each hashed in
-    a worker thread while the next one fills (two buffers: memory is ``2 × chunk_size``
-    whatever the size).
+    Read once, through the upload pipeline into a ``DiscardStore``: the same hashers and
+    bounded buffers as an upload, nothing kept.
     """
     assert target.validation is not None
     algo = target.validation.os_hash_algo
-    md5, xxh3 = new_hasher("md5"), new_hasher("xxh3_128")
-    os_hasher = md5 if algo == "md5" else new_hasher(algo)
-    hashers = [md5, xxh3] if os_hasher is md5 else [md5, os_hasher, xxh3]
-    chunk = rt.settings.chunk_size
-    free_send, free_recv = trio.open_memory_channel[bytearray](2)
-    full_send, full_recv = trio.open_memory_channel[memoryview](2)
-    for _ in range(2):
-        free_send.send_nowait(bytearray(chunk))
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(_hash_buffers, rt, hashers, full_recv, free_send)
-        async with full_send:
-            await _fill_buffers(store.read(target.url, 0, target.size), chunk, free_recv,
-                                full_send)
-    return _Digests(md5.hexdigest(), algo, os_hasher.hexdigest(), xxh3.hexdigest())
-
-
-async def _fill_buffers(reader: AsyncIterator[memoryview], chunk: int,
-                        free: trio.MemoryReceiveChannel[bytearray],
-                        full: trio.MemorySendChannel[memoryview]) -> None:
-    buf, filled = await free.receive(), 0
+    reader = store.read(target.url, 0, target.size)
     async with contextlib.aclosing(reader):  # type: ignore[type-var]
-        async for data in reader:
-            view = memoryview(data).cast("B")
-            while view:
-                n = min(len(view), chunk - filled)
-                buf[filled:filled + n] = view[:n]
-                filled, view = filled + n, view[n:]
-                if filled == chunk:
-                    await full.send(memoryview(buf))
-                    buf, filled = await free.receive(), 0
-    if filled:
-        await full.send(memoryview(buf)[:filled])
-
-
-async def _hash_buffers(rt: Runtime, hashers: list[Hasher],
-                        full: trio.MemoryReceiveChannel[memoryview],
-                        free: trio.MemorySendChannel[bytearray]) -> None:
-    def update(data: memoryview) -> None:
-        for hasher in hashers:
-            hasher.update(data)
-
-    async for data in full:
-        await trio.to_thread.run_sync(update, data, limiter=rt.io_limiter)
-        base = data.obj
-        assert isinstance(base, bytearray)
-        data.release()
-        free.send_nowait(base)
+        result = await rt.store_stream(ChunkCursor(reader), DiscardStore(), key="verify",
+                                       size_cap=None, expected_size=target.size,
+                                       os_hash_algo=algo)
+    return result
 
 
 # -- PATCH /v2/images/{id} with /locations ops -------------------------------------------------

@@ -73,15 +73,18 @@ class Runtime:
         key: str,
         size_cap: int | None,
         expected_size: int | None = None,
+        os_hash_algo: str | None = None,
     ) -> UploadResult:
         """``streamd.io.store_stream`` with this server's hashing, chunking, buffers and
-        threads: the one way uploads, stages and imports move data."""
+        threads: the one way uploads, stages and imports move data, and (into a
+        ``DiscardStore``) the way data kept elsewhere is hashed. ``os_hash_algo``: another
+        algorithm than the cloud's (a location's validation data)."""
         settings = self.settings
         return await store_stream(
             source,
             store,
             key=key,
-            os_hash_algo=settings.os_hash_algo,
+            os_hash_algo=os_hash_algo or settings.os_hash_algo,
             chunk_size=settings.chunk_size,
             queue_depth=settings.queue_depth,
             budget=self.buffers,

@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import trio
 
@@ -30,6 +30,8 @@ from streamd.store_config import StoreSpec
 from streamd.units import MiB
 
 log = logging.getLogger(__name__)
+
+F = TypeVar("F", bound=UrlFilter)
 
 
 @dataclass
@@ -166,7 +168,7 @@ async def _open(
             region=o["region"], storage_url=o["storage_url"], token=o["token"])
         return SwiftStore(spec.id, credentials, container=o["container"],
                           segment_size=o["segment_size"],
-                          create_container=o["create_container"])
+                          create_container=o["create_container"], limiter=limiter)
     if spec.type == "s3":
         from streamd.io.stores.s3 import S3Settings, S3Store
 
@@ -187,10 +189,11 @@ async def _open(
     raise AssertionError(f"store type {spec.type!r} has no module")  # store_config checks
 
 
-def url_filter(settings: Settings) -> UrlFilter:
-    """What an HTTP store may fetch: what web-download may (``web_download_*``), since both
-    fetch URLs that users hand the server; the store names itself in its refusals."""
-    return UrlFilter(
+def url_filter(settings: Settings, kind: type[F] = UrlFilter) -> F:  # type: ignore[assignment]
+    """What an HTTP store and web-download may fetch (``web_download_*``): both fetch URLs
+    that users hand the server. ``kind`` is the filter class (web-download's names itself
+    in its refusals)."""
+    return kind(
         allowed_schemes=settings.web_download_allowed_schemes,
         allowed_hosts=settings.web_download_allowed_hosts,
         disallowed_hosts=settings.web_download_disallowed_hosts,

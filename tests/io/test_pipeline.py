@@ -309,3 +309,22 @@ async def test_the_shared_budget_gets_every_buffer_back(tmp_path: Path, fails: b
         await store_stream(BytesSource(payload(8 * C)), store, key="img", chunk_size=C,
                            queue_depth=4, budget=budget)
     assert budget.lent == 0
+
+
+async def test_hashing_without_storing_goes_through_a_discard_store() -> None:
+    """Data kept elsewhere (a location's URL) is verified by the upload pipeline itself."""
+    import hashlib
+
+    import xxhash
+
+    from streamd.io import BytesSource
+    from streamd.io.stores.discard import DiscardStore
+
+    data = random.Random(9).randbytes(3 * 1024 * 1024 + 11)
+    result = await store_stream(BytesSource(data), DiscardStore(), key="verify",
+                                os_hash_algo="sha256", chunk_size=1024 * 1024,
+                                expected_size=len(data))
+    assert result.size == len(data)
+    assert result.checksum == hashlib.md5(data).hexdigest()
+    assert result.os_hash_value == hashlib.sha256(data).hexdigest()
+    assert result.xxh3 == xxhash.xxh3_128(data).hexdigest()
