@@ -1,4 +1,4 @@
-"""The Swift store: OpenStack Object Storage (API v1), spoken over plain HTTP with httpx.
+"""The Swift store: OpenStack Object Storage (API v1), spoken over plain HTTP.
 
 One object per image in ``container``. An image larger than ``segment_size`` becomes a static
 large object: its segments go to ``<container>_segments`` under ``<key>/<write id>/``, and a
@@ -10,11 +10,16 @@ advance (the pipeline passes ``size``), every PUT carries its ``Content-Length``
 not (a chunked upload), each segment is sent chunked, as Glance's swift driver does, and an
 image of unknown size is always a static large object (one segment for a small one).
 
-Why httpx and not python-swiftclient: swiftclient's calls block, so they would run in
-worker threads that a cancelled transfer cannot interrupt, and its file-like bodies go out
-8-16 KiB at a time through ``http.client``. httpx runs in the event loop (trio), streams our
-chunks as they are (one copy, in h11), and a cancelled request closes its connection at
-once. The client CPU per byte measured in ``bench/`` decides whether that stays the choice.
+Plain HTTP, not python-swiftclient, measured (256 MiB objects against the tests' Swift,
+client CPU-s per GiB, two runs; ``/tmp``-style script in the session note): swiftclient PUT
+0.14-0.18, GET 0.31-0.40; httpx in the event loop PUT 0.73-0.78, GET 1.1-1.5. So:
+- writes (PUTs of segments and manifests) and control requests use httpx in the event
+  loop: a cancelled transfer closes its connection at once, and the extra ~0.6 CPU-s/GiB
+  is small beside the upload's hashing (~3.5); swiftclient would need a worker thread per
+  PUT that a cancellation cannot interrupt, fed chunk by chunk from the event loop;
+- bulk reads go through ``bulk_get``: ``http.client`` ``readinto`` the transfer's buffer in
+  worker threads, 0.68-0.76 CPU-s/GiB, near swiftclient's; the bench's Swift download
+  (``python -m bench --swift-only``) was CPU-bound on this 2-core machine with httpx.
 
 Authentication: tempauth/swauth v1 (``auth_url`` ending in ``/auth/v1.0``) or Keystone v3
 (``auth_version = 3``: password of a user scoped to a project), or a fixed
@@ -43,6 +48,7 @@ from streamd.io.stores.base import (
     check_key,
     check_range,
 )
+from streamd.io.stores.bulk_get import BulkResponse, open_get
 from streamd.io.stores.chunks import ChunkCursor
 from streamd.units import MiB
 
@@ -87,6 +93,7 @@ class SwiftStore:
         segment_size: int = SEGMENT_SIZE,
         create_container: bool = True,
         client: httpx.AsyncClient | None = None,
+        limiter: trio.CapacityLimiter | None = None,
     ) -> None:
         if segment_size < 1:
             raise ValueError("segment_size must be positive")
@@ -101,6 +108,7 @@ class SwiftStore:
         self._token = credentials.token
         self._auth_lock = trio.Lock()
         self._containers_ready = False
+        self._limiter = limiter  # worker threads of bulk reads (None: trio's default)
         self._locations = Locations("swift", name, container)
         self.bytes_fetched = 0  # body bytes received from Swift by reads
 
@@ -196,22 +204,40 @@ class SwiftStore:
         if length == 0:
             return
         headers = {"Range": f"bytes={offset}-{offset + length - 1}"}
-        async with self._stream("GET", path, headers) as response:
-            if response.status_code not in (200, 206):
-                await response.aread()
-                self._raise_for(response, "read")
-            if response.status_code == 200 and (offset or length != size):
+        response = await self._bulk_get(path, headers)
+        try:
+            if response.status not in (200, 206):
+                raise self._error_for(response.status, await response.read_all(), "read")
+            if response.status == 200 and (offset or length != size):
                 raise StoreError(f"store {self.name!r} ignored a byte range")
             got = 0
             try:
-                async for data in response.aiter_raw():
+                async for data in response.chunks(length):
                     got += len(data)
                     self.bytes_fetched += len(data)
                     yield data
-            except httpx.TransportError as exc:
+            except OSError as exc:
                 raise StoreError(f"store {self.name!r} broke off a read: {exc}") from exc
             if got != length:
                 raise StoreError(f"store {self.name!r} sent {got} of {length} bytes")
+        finally:
+            await response.aclose()
+
+    async def _bulk_get(self, path: str, headers: dict[str, str]) -> BulkResponse:
+        """A GET whose body is read in worker threads (``bulk_get``); re-authenticated once
+        on 401."""
+        for attempt in (1, 2):
+            await self._auth(renew=attempt == 2)
+            try:
+                response = await open_get(self._url(path),
+                                          {**headers, **self._auth_headers()},
+                                          limiter=self._limiter)
+            except OSError as exc:
+                raise StoreError(f"store {self.name!r} is unreachable: {exc}") from exc
+            if response.status != 401 or attempt == 2:
+                return response
+            await response.aclose()
+        raise AssertionError("unreachable")  # pragma: no cover
 
     async def delete(self, location: str) -> None:
         """Delete the object and, for a large one, its segments; a missing one is fine."""
@@ -360,9 +386,6 @@ class SwiftStore:
         if response.status_code not in (201, 202):
             self._raise_for(response, "write")
 
-    def _stream(self, method: str, path: str, headers: dict[str, str]) -> _Streamed:
-        return _Streamed(self, method, path, headers)
-
     async def _request(
         self, method: str, path: str, headers: dict[str, str] | None = None,
         *, content: bytes | None = None,
@@ -451,45 +474,19 @@ class SwiftStore:
                          "catalog; set storage_url")
 
     def _raise_for(self, response: httpx.Response, action: str) -> None:
-        status = response.status_code
+        raise self._error_for(response.status_code, b"", action, response.reason_phrase)
+
+    def _error_for(self, status: int, body: bytes, action: str, reason: str = ""
+                   ) -> StoreError | ObjectNotFound:
+        """The error for an answer of ``status`` to ``action`` (returned, not raised)."""
         if status == 404:
-            raise ObjectNotFound(f"no such image data in store {self.name!r}")
+            return ObjectNotFound(f"no such image data in store {self.name!r}")
         if status == 507:
-            raise StoreFull(f"store {self.name!r} is out of space")
+            return StoreFull(f"store {self.name!r} is out of space")
         if status == 401:
-            raise StoreError(f"store {self.name!r} refused its credentials ({action}); "
-                             "check the store's settings")
-        raise StoreError(f"store {self.name!r} failed to {action}: {status} "
-                         f"{response.reason_phrase}")
-
-
-class _Streamed:
-    """``async with`` a streamed response, authenticated (once renewed on 401)."""
-
-    def __init__(self, store: SwiftStore, method: str, path: str,
-                 headers: dict[str, str]) -> None:
-        self._store, self._method, self._path, self._headers = store, method, path, headers
-        self._response: httpx.Response | None = None
-
-    async def __aenter__(self) -> httpx.Response:
-        store = self._store
-        for attempt in (1, 2):
-            await store._auth(renew=attempt == 2)
-            request = store._client.build_request(
-                self._method, store._url(self._path),
-                headers={**self._headers, **store._auth_headers()})
-            try:
-                self._response = await store._client.send(request, stream=True)
-            except httpx.TransportError as exc:
-                raise StoreError(f"store {store.name!r} is unreachable: {exc}") from exc
-            if self._response.status_code != 401 or attempt == 2:
-                return self._response
-            await self._response.aclose()
-        raise AssertionError("unreachable")  # pragma: no cover
-
-    async def __aexit__(self, *exc: object) -> None:
-        if self._response is not None:
-            await self._response.aclose()
+            return StoreError(f"store {self.name!r} refused its credentials ({action}); "
+                              "check the store's settings")
+        return StoreError(f"store {self.name!r} failed to {action}: {status} {reason}".rstrip())
 
 
 class _Counter:
