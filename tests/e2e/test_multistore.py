@@ -132,7 +132,7 @@ def test_glanceclient_round_trip_per_store(multi: ServerProcess, store: str) -> 
     glance.images.delete(image.id)
 
 
-@pytest.mark.parametrize("store", ["swift1", "moto"])
+@pytest.mark.parametrize("store", ["swift1", "s3swift", "moto"])
 def test_openstacksdk_round_trip_per_store(
     multi: ServerProcess, store: str, tmp_path: Path
 ) -> None:
