@@ -115,8 +115,12 @@ class S3Store:
         part_size = self.part_size
         if size is not None:
             part_size = max(part_size, -(-size // MAX_PARTS))
-        first = bytearray(part_size)
+        # an image announced smaller than a part needs no more than its own size
+        first = bytearray(part_size if size is None else min(part_size, size))
         n = await cursor.readinto(memoryview(first))
+        if len(first) < part_size and not await cursor.at_end():
+            raise StoreError(f"more data than the {size} bytes announced reached store "
+                             f"{self.name!r}")
         if n < part_size or await cursor.at_end():
             body = _ViewReader(memoryview(first)[:n])
             await self._call("write", lambda: self._client.put_object(
