@@ -188,26 +188,17 @@ class SwiftRun(TargetRun):
         super()._add_transfer(name, nbytes, seconds, cost)
         _add_swift_cpu(self.figures, self.t.name, name, nbytes, self._spent)
 
-    def run(self) -> None:
-        self.sampler.start()
-        try:
-            inp = self.plan.inputs["random"]
-            self._guarded("upload c1", self.upload_one, inp)
-            for c in self.plan.concurrency:
-                if c > 1:
-                    self._guarded(f"upload c{c}", self.upload_many, inp, c)
-            self._guarded("download c1", self.download_once)
-            if "range" not in self.plan.skip:
-                self._guarded("ranged reads", self.ranged_reads)
-            self._guarded("delete transfer images", self.delete_transfer_images)
-            self._guarded("sweep transfer images", self._sweep, self.api)
-        finally:
-            self.sampler.stop()
-            self.client.close()
-            if self.api.retried:
-                self.notes.append(f"{self.t.name} run {self.run_no}: {self.api.retried} "
-                                  "requests answered 500/503 and were retried")
-            self._aio.close()
+    def workloads(self) -> None:
+        inp = self.plan.inputs["random"]
+        self._guarded("upload c1", self.upload_one, inp)
+        for c in self.plan.concurrency:
+            if c > 1:
+                self._guarded(f"upload c{c}", self.upload_many, inp, c)
+        self._guarded("download c1", self.download_once)
+        if "range" not in self.plan.skip:
+            self._guarded("ranged reads", self.ranged_reads)
+        self._guarded("delete transfer images", self.delete_transfer_images)
+        self._guarded("sweep transfer images", self._sweep, self.api)
 
     def download_once(self) -> None:
         """The first download of the image just uploaded: every byte comes from Swift."""

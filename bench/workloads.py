@@ -154,30 +154,10 @@ class TargetRun:
 
     # -- the whole run -----------------------------------------------------------------
     def run(self) -> None:
+        """The run's workloads between the sampler's start and the clients' close."""
         self.sampler.start()
         try:
-            skip = self.plan.skip
-            one_kind = self.t.uploads_only or self.t.transfers_only
-            kinds = ["random"] if one_kind else list(self.plan.inputs)
-            for kind in kinds:
-                self._guarded(f"upload {kind} c1", self.upload_one, self.plan.inputs[kind])
-            for c in self.plan.concurrency:
-                if c > 1:
-                    self._guarded(f"upload c{c}", self.upload_many, self.plan.inputs["random"], c)
-            if not self.t.uploads_only:
-                for kind in kinds:
-                    if kind != "qcow2":
-                        self._guarded(f"download {kind} c1", self.download_one, kind)
-                for c in self.plan.concurrency:
-                    if c > 1:
-                        self._guarded(f"download c{c}", self.download_many, c)
-                if "range" not in skip and not self.t.transfers_only:
-                    for c in self.plan.concurrency:
-                        self._guarded(f"ranges c{c}", self.ranges, c)
-            self._guarded("delete transfer images", self.delete_transfer_images)
-            self._guarded("sweep transfer images", self._sweep, self.api)
-            if "metadata" not in skip and not one_kind:
-                self._guarded("metadata", self.metadata)
+            self.workloads()
         finally:
             self.sampler.stop()
             self.client.close()
@@ -185,6 +165,31 @@ class TargetRun:
                 self.notes.append(f"{self.t.name} run {self.run_no}: {self.api.retried} "
                                   "requests answered 500/503 and were retried")
             self._aio.close()
+
+    def workloads(self) -> None:
+        """Uploads, downloads, ranges and metadata; a target group runs its own set."""
+        skip = self.plan.skip
+        one_kind = self.t.uploads_only or self.t.transfers_only
+        kinds = ["random"] if one_kind else list(self.plan.inputs)
+        for kind in kinds:
+            self._guarded(f"upload {kind} c1", self.upload_one, self.plan.inputs[kind])
+        for c in self.plan.concurrency:
+            if c > 1:
+                self._guarded(f"upload c{c}", self.upload_many, self.plan.inputs["random"], c)
+        if not self.t.uploads_only:
+            for kind in kinds:
+                if kind != "qcow2":
+                    self._guarded(f"download {kind} c1", self.download_one, kind)
+            for c in self.plan.concurrency:
+                if c > 1:
+                    self._guarded(f"download c{c}", self.download_many, c)
+            if "range" not in skip and not self.t.transfers_only:
+                for c in self.plan.concurrency:
+                    self._guarded(f"ranges c{c}", self.ranges, c)
+        self._guarded("delete transfer images", self.delete_transfer_images)
+        self._guarded("sweep transfer images", self._sweep, self.api)
+        if "metadata" not in skip and not one_kind:
+            self._guarded("metadata", self.metadata)
 
     # -- transfers -------------------------------------------------------------------
     def upload_one(self, inp: Input) -> None:
