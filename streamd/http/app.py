@@ -24,6 +24,7 @@ from streamd.http import (
     info,
     locations,
     members,
+    metadefs,
     schemas,
     staging,
     stores,
@@ -64,7 +65,7 @@ def create_quart_app(rt: Runtime, authenticator: Authenticator) -> QuartTrio:
     app.config["RESPONSE_TIMEOUT"] = rt.settings.response_timeout  # metadata routes only
     app.json.sort_keys = False  # type: ignore[attr-defined]
     for bp in (versions.bp, schemas.bp, images.bp, members.bp, info.bp, imports.bp, tasks.bp,
-               stores.bp, locations.bp):
+               stores.bp, locations.bp, metadefs.bp):
         app.register_blueprint(bp)
 
     @app.errorhandler(HTTPException)

@@ -14,6 +14,7 @@ from sqlalchemy import (
     MetaData,
     String,
     Text,
+    UniqueConstraint,
 )
 from sqlalchemy.dialects import mysql, postgresql
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -204,3 +205,118 @@ class Lease(Base):
 
     # the sweep for expired leases
     __table_args__ = (Index("ix_leases_expires_at", "expires_at"),)
+
+
+# -- metadata definitions (Glance's metadefs) ----------------------------------------------------
+# Integer ids, as Glance's: the API names every row by its name, never by its id; the ids
+# only break ties in the listing order and join the tables.
+
+
+class MetadefNamespace(Base):
+    """A namespace of metadata definitions: its properties, objects, tags and the resource
+    types it applies to (the other ``metadef_*`` tables, deleted with it)."""
+
+    __tablename__ = "metadef_namespaces"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    namespace: Mapped[str] = mapped_column(Str(80), unique=True)
+    display_name: Mapped[str | None] = mapped_column(Str(80))
+    description: Mapped[str | None] = mapped_column(Str())
+    visibility: Mapped[str] = mapped_column(Str(32))
+    protected: Mapped[bool] = mapped_column(Boolean, default=False)
+    owner: Mapped[str | None] = mapped_column(Str(255))
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime)
+    updated_at: Mapped[dt.datetime] = mapped_column(DateTime)
+
+    __table_args__ = (
+        # the default listing order (created_at desc, id desc): a page is an index seek, for
+        # admins; a project's own and the public namespaces are each a seek of their own
+        Index("ix_metadef_namespaces_created_at_id", "created_at", "id"),
+        Index("ix_metadef_namespaces_owner_created_at_id", "owner", "created_at", "id"),
+        Index("ix_metadef_namespaces_visibility_created_at_id", "visibility", "created_at",
+              "id"),
+    )
+
+
+class MetadefResourceType(Base):
+    """A kind of resource (``OS::Nova::Flavor``…) namespaces apply to; made on first use."""
+
+    __tablename__ = "metadef_resource_types"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(Str(80), unique=True)
+    protected: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime)
+    updated_at: Mapped[dt.datetime] = mapped_column(DateTime)
+
+
+class MetadefNamespaceResourceType(Base):
+    """A namespace applies to a resource type, its properties named with ``prefix``."""
+
+    __tablename__ = "metadef_namespace_resource_types"
+
+    namespace_id: Mapped[int] = mapped_column(
+        Integer, ForeignKey("metadef_namespaces.id", ondelete="CASCADE",
+                            name="fk_metadef_ns_resource_types_namespace_id"),
+        primary_key=True)
+    # (names of their own: the convention's would pass PostgreSQL's 63 characters)
+    resource_type_id: Mapped[int] = mapped_column(
+        Integer, ForeignKey("metadef_resource_types.id",
+                            name="fk_metadef_ns_resource_types_resource_type_id"),
+        primary_key=True)
+    prefix: Mapped[str | None] = mapped_column(Str(80))
+    properties_target: Mapped[str | None] = mapped_column(Str(80))
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime)
+    updated_at: Mapped[dt.datetime] = mapped_column(DateTime)
+
+    # the namespaces of some resource types (the listing's resource_types filter)
+    __table_args__ = (Index("ix_metadef_namespace_resource_types_resource_type_id",
+                            "resource_type_id", "namespace_id"),)
+
+
+class MetadefProperty(Base):
+    """A property definition: ``json_schema`` is its JSON Schema fragment, as JSON text."""
+
+    __tablename__ = "metadef_properties"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    namespace_id: Mapped[int] = mapped_column(
+        Integer, ForeignKey("metadef_namespaces.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(Str(80))
+    json_schema: Mapped[str] = mapped_column(Str())
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime)
+    updated_at: Mapped[dt.datetime] = mapped_column(DateTime)
+
+    __table_args__ = (UniqueConstraint("namespace_id", "name"),)
+
+
+class MetadefObject(Base):
+    """An object definition: a named group of properties (``json_schema``, JSON text) and
+    which of them are ``required`` (a JSON list)."""
+
+    __tablename__ = "metadef_objects"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    namespace_id: Mapped[int] = mapped_column(
+        Integer, ForeignKey("metadef_namespaces.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(Str(80))
+    description: Mapped[str | None] = mapped_column(Str())
+    required: Mapped[str | None] = mapped_column(Str())
+    json_schema: Mapped[str] = mapped_column(Str())
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime)
+    updated_at: Mapped[dt.datetime] = mapped_column(DateTime)
+
+    __table_args__ = (UniqueConstraint("namespace_id", "name"),)
+
+
+class MetadefTag(Base):
+    __tablename__ = "metadef_tags"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    namespace_id: Mapped[int] = mapped_column(
+        Integer, ForeignKey("metadef_namespaces.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(Str(80))
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime)
+    updated_at: Mapped[dt.datetime] = mapped_column(DateTime)
+
+    __table_args__ = (UniqueConstraint("namespace_id", "name"),)

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from alembic.script import ScriptDirectory
 
 MIGRATIONS = Path(__file__).parent / "migrations"
-HEAD = "0005"  # the newest migration in migrations/versions; tests/registry/test_schema.py checks
+HEAD = "0006"  # the newest migration in migrations/versions; tests/registry/test_schema.py checks
 
 
 class SchemaOutOfDate(StreamdError):

@@ -27,7 +27,9 @@ from streamd.registry.schema import (
 )
 
 TABLES = {"images", "image_properties", "image_tags", "image_members", "tasks", "image_locations",
-          "leases"}
+          "leases", "metadef_namespaces", "metadef_resource_types",
+          "metadef_namespace_resource_types", "metadef_properties", "metadef_objects",
+          "metadef_tags"}
 
 
 @pytest.fixture
