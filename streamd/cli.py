@@ -63,6 +63,39 @@ def _db_upgrade(args: argparse.Namespace) -> int:
     return 0
 
 
+def _metadefs(args: argparse.Namespace) -> int:
+    """``streamd metadefs load|export|unload``: namespace files in Glance's format."""
+    from pathlib import Path
+
+    from streamd.registry import ensure_current, make_engine
+    from streamd.registry.metadefs import MetadefRegistry
+    from streamd.service import metadefs_files
+
+    settings = _settings(args)
+    if settings.database_url is None:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+    engine = make_engine(settings.registry_url)
+    try:
+        ensure_current(engine, migrate=settings.should_auto_migrate)
+        registry = MetadefRegistry(engine)
+        if args.metadefs_command == "load":
+            report = metadefs_files.load(registry, Path(args.directory), replace=args.replace)
+            for name in report.loaded:
+                print(f"loaded {name}")
+            for name in report.skipped:
+                print(f"skipped {name}: it exists (--replace loads it anew)")
+        elif args.metadefs_command == "export":
+            for path in metadefs_files.export(registry, Path(args.directory),
+                                              args.namespace or None):
+                print(f"exported {path}")
+        else:
+            for name in metadefs_files.unload(registry, args.namespace or None):
+                print(f"unloaded {name}")
+    finally:
+        engine.dispose()
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="streamd", description=__doc__)
     parser.add_argument("--config", help="TOML settings file (also STREAMD_CONFIG)")
@@ -84,6 +117,25 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--database-url")
     up.add_argument("--config", dest="config", default=argparse.SUPPRESS)
     up.set_defaults(func=_db_upgrade)
+
+    md = sub.add_parser("metadefs", help="metadata definitions: load, export, unload "
+                                         "namespace files (Glance's etc/metadefs format)")
+    md_sub = md.add_subparsers(dest="metadefs_command", required=True)
+    load = md_sub.add_parser("load", help="load every *.json namespace file of DIRECTORY")
+    load.add_argument("directory", help="a directory of namespace files, or one file")
+    load.add_argument("--replace", action="store_true",
+                      help="load namespaces that exist anew (default: skip them)")
+    export = md_sub.add_parser("export", help="write each namespace to DIRECTORY/<name>.json")
+    export.add_argument("directory")
+    export.add_argument("--namespace", action="append", help="only this one (repeatable)")
+    unload = md_sub.add_parser("unload", help="delete namespaces (default: all, and the "
+                                              "resource types)")
+    unload.add_argument("--namespace", action="append", help="only this one (repeatable)")
+    for command in (load, export, unload):
+        command.add_argument("--data-dir")
+        command.add_argument("--database-url")
+        command.add_argument("--config", dest="config", default=argparse.SUPPRESS)
+        command.set_defaults(func=_metadefs)
     return parser
 
 

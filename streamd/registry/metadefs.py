@@ -220,7 +220,7 @@ class MetadefRegistry:
                       associations_t.c.created_at, associations_t.c.updated_at)
             .join(resource_types_t, resource_types_t.c.id == associations_t.c.resource_type_id)
             .where(associations_t.c.namespace_id.in_(ids))
-            .order_by(associations_t.c.created_at, resource_types_t.c.id))
+            .order_by(associations_t.c.id))
         for row in rows:
             found[row.namespace_id].append(Association(*row[1:]))
         return found
@@ -343,6 +343,13 @@ class MetadefRegistry:
                 namespaces_t.c.created_at, namespaces_t.c.id)).scalars())
 
     # -- resource types ----------------------------------------------------------------------
+
+    def delete_unused_resource_types(self) -> int:
+        """Remove the resource types no namespace applies to (``streamd metadefs unload``)."""
+        with connect(self.engine, write=True) as conn:
+            used = sa.select(associations_t.c.resource_type_id)
+            return conn.execute(resource_types_t.delete().where(
+                resource_types_t.c.id.not_in(used))).rowcount
 
     def resource_types(self) -> list[ResourceTypeRecord]:
         with connect(self.engine) as conn:

@@ -251,27 +251,32 @@ class MetadefResourceType(Base):
 
 
 class MetadefNamespaceResourceType(Base):
-    """A namespace applies to a resource type, its properties named with ``prefix``."""
+    """A namespace applies to a resource type, its properties named with ``prefix``.
+
+    ``id`` keeps the order they were made in, which is the order Glance shows them in."""
 
     __tablename__ = "metadef_namespace_resource_types"
 
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    # (names of their own: the convention's would pass PostgreSQL's 63 characters)
     namespace_id: Mapped[int] = mapped_column(
         Integer, ForeignKey("metadef_namespaces.id", ondelete="CASCADE",
-                            name="fk_metadef_ns_resource_types_namespace_id"),
-        primary_key=True)
-    # (names of their own: the convention's would pass PostgreSQL's 63 characters)
+                            name="fk_metadef_ns_resource_types_namespace_id"))
     resource_type_id: Mapped[int] = mapped_column(
         Integer, ForeignKey("metadef_resource_types.id",
-                            name="fk_metadef_ns_resource_types_resource_type_id"),
-        primary_key=True)
+                            name="fk_metadef_ns_resource_types_resource_type_id"))
     prefix: Mapped[str | None] = mapped_column(Str(80))
     properties_target: Mapped[str | None] = mapped_column(Str(80))
     created_at: Mapped[dt.datetime] = mapped_column(DateTime)
     updated_at: Mapped[dt.datetime] = mapped_column(DateTime)
 
-    # the namespaces of some resource types (the listing's resource_types filter)
-    __table_args__ = (Index("ix_metadef_namespace_resource_types_resource_type_id",
-                            "resource_type_id", "namespace_id"),)
+    __table_args__ = (
+        UniqueConstraint("namespace_id", "resource_type_id",
+                         name="uq_metadef_ns_resource_types_namespace_id"),
+        # the namespaces of some resource types (the listing's resource_types filter)
+        Index("ix_metadef_namespace_resource_types_resource_type_id", "resource_type_id",
+              "namespace_id"),
+    )
 
 
 class MetadefProperty(Base):

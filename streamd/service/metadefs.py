@@ -43,6 +43,7 @@ PROPERTY_FIELDS = ("name", "type", "title", "description", "operators", "default
                    "confidential", "items", "uniqueItems", "minItems", "maxItems",
                    "additionalItems")
 ITEM_FIELDS = ("type", "enum")
+INTEGER_FIELDS = ("minimum", "maximum", "minLength", "maxLength", "minItems", "maxItems")
 # Fields a request may not send, per kind (Glance's _disallowed_properties).
 _READ_ONLY = {"namespace": ("self", "schema", "created_at", "updated_at"),
               "object": ("self", "schema", "created_at", "updated_at"),
@@ -91,22 +92,36 @@ def validate(kind: str, body: Any) -> dict[str, Any]:
     return body
 
 
-def property_fragment(value: Mapping[str, Any]) -> dict[str, Any]:
-    """A property definition as stored: Glance's fields only, in a stable form."""
-    fragment = {k: value[k] for k in PROPERTY_FIELDS if k in value and value[k] is not None}
-    if isinstance(fragment.get("items"), dict):
-        fragment["items"] = {k: v for k, v in fragment["items"].items() if k in ITEM_FIELDS}
+def property_fragment(value: Mapping[str, Any], name: str = "") -> dict[str, Any]:
+    """A property definition as Glance stores it (its PropertyType model): only its fields
+    (another is a 400; Glance answers 500), a ``default`` as text (``8`` -> ``"8"``; one
+    that is no string or number is dropped), whole numbers for the bounds."""
+    unknown = sorted(set(value) - set(PROPERTY_FIELDS))
+    items = value.get("items")
+    if isinstance(items, dict):
+        unknown += [f"items.{k}" for k in sorted(set(items) - set(ITEM_FIELDS))]
+    if unknown:
+        raise BadRequest(f"Unknown attribute(s) in the definition of property "
+                         f"{name or value.get('name', '')!r}: {', '.join(unknown)}; a property "
+                         f"has {', '.join(PROPERTY_FIELDS)}.")
+    fragment = {k: value[k] for k in PROPERTY_FIELDS if value.get(k) is not None}
+    default = fragment.pop("default", None)
+    if isinstance(default, str | int | float):
+        fragment["default"] = str(default)
+    for key in INTEGER_FIELDS:
+        if isinstance(fragment.get(key), float):
+            fragment[key] = int(fragment[key])
     return fragment
 
 
-def _new_object(body: Mapping[str, Any]) -> NewObject:
+def new_object(body: Mapping[str, Any]) -> NewObject:
     return NewObject(name=body["name"], description=body.get("description"),
                      required=body.get("required"),
-                     properties={k: property_fragment(v)
+                     properties={k: property_fragment(v, k)
                                  for k, v in (body.get("properties") or {}).items()})
 
 
-def _new_association(body: Mapping[str, Any]) -> NewAssociation:
+def new_association(body: Mapping[str, Any]) -> NewAssociation:
     return NewAssociation(name=body["name"], prefix=body.get("prefix"),
                           properties_target=body.get("properties_target"))
 
@@ -186,10 +201,11 @@ async def create_namespace(rt: Runtime, ctx: RequestContext, body: Any) -> Names
     values.setdefault("owner", ctx.project_id)
     return await rt.db(
         registry(rt).create_namespace, values,
-        resource_types=[_new_association(a) for a in body.get("resource_type_associations")
+        resource_types=[new_association(a) for a in body.get("resource_type_associations")
                         or ()],
-        properties={k: property_fragment(v) for k, v in (body.get("properties") or {}).items()},
-        objects=[_new_object(o) for o in body.get("objects") or ()],
+        properties={k: property_fragment(v, k)
+                    for k, v in (body.get("properties") or {}).items()},
+        objects=[new_object(o) for o in body.get("objects") or ()],
         tags=[t["name"] for t in body.get("tags") or () if "name" in t],
     )
 
@@ -292,7 +308,7 @@ async def create_object(rt: Runtime, ctx: RequestContext, name: str, body: Any) 
     await rt.db(reg.namespace, name, viewer(ctx))
     body = validate("object", body)
     _ensure_admin(ctx, "add_metadef_object")
-    return await rt.db(reg.create_object, name, viewer(ctx), _new_object(body))
+    return await rt.db(reg.create_object, name, viewer(ctx), new_object(body))
 
 
 async def update_object(rt: Runtime, ctx: RequestContext, name: str, obj: str, body: Any
@@ -301,7 +317,7 @@ async def update_object(rt: Runtime, ctx: RequestContext, name: str, obj: str, b
     await rt.db(reg.namespace, name, viewer(ctx))
     body = validate("object", body)
     _ensure_admin(ctx, "modify_metadef_object")
-    return await rt.db(reg.update_object, name, viewer(ctx), obj, _new_object(body))
+    return await rt.db(reg.update_object, name, viewer(ctx), obj, new_object(body))
 
 
 async def delete_object(rt: Runtime, ctx: RequestContext, name: str, obj: str) -> None:
@@ -382,7 +398,7 @@ async def associate(rt: Runtime, ctx: RequestContext, name: str, body: Any) -> A
     await rt.db(reg.namespace, name, viewer(ctx))
     body = validate("resource_type", body)
     _ensure_admin(ctx, "add_metadef_resource_type_association")
-    return await rt.db(reg.associate, name, viewer(ctx), _new_association(body))
+    return await rt.db(reg.associate, name, viewer(ctx), new_association(body))
 
 
 async def dissociate(rt: Runtime, ctx: RequestContext, name: str, resource_type: str) -> None:

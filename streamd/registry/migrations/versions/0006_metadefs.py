@@ -79,6 +79,7 @@ def upgrade() -> None:
     )
     op.create_table(
         "metadef_namespace_resource_types",
+        sa.Column("id", sa.Integer(), autoincrement=True, nullable=False),
         sa.Column("namespace_id", sa.Integer(), nullable=False),
         sa.Column("resource_type_id", sa.Integer(), nullable=False),
         sa.Column("prefix", _str(80), nullable=True),
@@ -90,8 +91,9 @@ def upgrade() -> None:
         sa.ForeignKeyConstraint(
             ["resource_type_id"], ["metadef_resource_types.id"],
             name="fk_metadef_ns_resource_types_resource_type_id"),
-        sa.PrimaryKeyConstraint("namespace_id", "resource_type_id",
-                                name="pk_metadef_namespace_resource_types"),
+        sa.PrimaryKeyConstraint("id", name="pk_metadef_namespace_resource_types"),
+        sa.UniqueConstraint("namespace_id", "resource_type_id",
+                            name="uq_metadef_ns_resource_types_namespace_id"),
     )
     op.create_index("ix_metadef_namespace_resource_types_resource_type_id",
                     "metadef_namespace_resource_types", ["resource_type_id", "namespace_id"])
