@@ -92,6 +92,33 @@ def validate(kind: str, body: Any) -> dict[str, Any]:
     return body
 
 
+NAME_LIMIT = 80  # characters of a name, prefix or target (the columns' size, Glance's limit)
+
+
+def check_contents(body: Mapping[str, Any]) -> None:
+    """The names inside a namespace document fit their columns: Glance's namespace schema
+    leaves them unbounded (and its databases fail on them); 400 naming the first too long."""
+    names = [("property", k) for k in body.get("properties") or {}]
+    for obj in body.get("objects") or ():
+        names.append(("object", obj.get("name", "")))
+        names += [(f"property of object {obj.get('name')}", k)
+                  for k in obj.get("properties") or {}]
+    names += [("tag", t.get("name", "")) for t in body.get("tags") or ()]
+    for association in body.get("resource_type_associations") or ():
+        names += [(f"resource type association {key}", association.get(key) or "")
+                  for key in ("name", "prefix", "properties_target")]
+    for what, name in names:
+        if len(name) > NAME_LIMIT:
+            raise BadRequest(f"The {what} name {name[:20]!r}… is longer than {NAME_LIMIT} "
+                             "characters.")
+    for obj in body.get("objects") or ():
+        if not obj.get("name"):
+            raise BadRequest("Every object of a namespace needs a 'name'.")
+    for association in body.get("resource_type_associations") or ():
+        if not association.get("name"):
+            raise BadRequest("Every resource type association needs a 'name'.")
+
+
 def property_fragment(value: Mapping[str, Any], name: str = "") -> dict[str, Any]:
     """A property definition as Glance stores it (its PropertyType model): only its fields
     (another is a 400; Glance answers 500), a ``default`` as text (``8`` -> ``"8"``; one
@@ -195,6 +222,7 @@ async def show_namespace(rt: Runtime, ctx: RequestContext, name: str,
 
 async def create_namespace(rt: Runtime, ctx: RequestContext, body: Any) -> NamespaceContents:
     body = validate("namespace", body)
+    check_contents(body)
     _ensure_admin(ctx, "add_metadef_namespace")
     values = {k: body[k] for k in ("namespace", "display_name", "description", "visibility",
                                    "protected", "owner") if k in body}

@@ -26,6 +26,7 @@ from streamd.registry.metadefs import (
     NewObject,
 )
 from streamd.service.metadefs import (
+    check_contents,
     new_association,
     new_object,
     property_fragment,
@@ -65,6 +66,7 @@ def _read(path: Path) -> _Namespace:
         raise DefinitionFileError(f"{path}: not a readable JSON file ({e})") from None
     try:
         doc = validate("namespace", document)
+        check_contents(doc)
         values = {k: doc[k] for k in ("namespace", "display_name", "description",
                                       "visibility", "protected") if k in doc}
         values["owner"] = doc.get("owner", DEFAULT_OWNER)  # (visibility: private unless set)
