@@ -211,6 +211,12 @@ def steps() -> list[Step]:
         ("clear objects of protected namespace", ADMIN, "DELETE", f"{ns}/objects", None, {}),
         ("unprotect namespace", ADMIN, "PUT", ns,
          {"namespace": NS, "visibility": "public", "protected": False}, {}),
+        # (in the private namespace: Glance then fails to clear the properties it stored)
+        ("create property with a pattern that is no regular expression", ADMIN, "POST",
+         f"{private}/properties",
+         {"name": "re", "title": "RE", "type": "string", "pattern": "["}, {}),
+        ("create property with an empty enum", ADMIN, "POST", f"{private}/properties",
+         {"name": "none", "title": "None", "type": "string", "enum": []}, {}),
         ("clear objects", ADMIN, "DELETE", f"{ns}/objects", None, {}),
         ("clear properties", ADMIN, "DELETE", f"{ns}/properties", None, {}),
         ("clear tags", ADMIN, "DELETE", f"{ns}/tags", None, {}),

@@ -22,6 +22,11 @@ TIMESTAMP = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
 KEPT = {
     # Glance fails on int("ten") (500); streamd says what is wrong
     "list with a limit that is no number": (500, 400, "a bad limit is the caller's error"),
+    # Glance stores a definition that is no usable JSON Schema; streamd checks it (Draft 4
+    # meta-schema, and the pattern compiles), so that no one applying it fails later
+    "create property with a pattern that is no regular expression": (
+        201, 400, "the pattern '[' does not compile"),
+    "create property with an empty enum": (201, 400, "an empty enum is no valid JSON Schema"),
 }
 # Error bodies differ in form everywhere, on purpose: Glance sends
 # {"code": "404 Not Found", "message": "…<br /><br />…", "title"} (its HTML error page turned

@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -92,6 +93,8 @@ def validate(kind: str, body: Any) -> dict[str, Any]:
     return body
 
 
+# checks property definitions against the JSON Schema (Draft 4) meta-schema
+_META_SCHEMA = jsonschema.Draft4Validator(jsonschema.Draft4Validator.META_SCHEMA)
 NAME_LIMIT = 80  # characters of a name, prefix or target (the columns' size, Glance's limit)
 
 
@@ -138,7 +141,29 @@ def property_fragment(value: Mapping[str, Any], name: str = "") -> dict[str, Any
     for key in INTEGER_FIELDS:
         if isinstance(fragment.get(key), float):
             fragment[key] = int(fragment[key])
+    _check_json_schema(fragment, name or str(value.get("name", "")))
     return fragment
+
+
+def _check_json_schema(fragment: Mapping[str, Any], name: str) -> None:
+    """A definition must be a JSON Schema that can be used (Draft 4, the draft of Glance's
+    schemas) with a ``pattern`` that compiles. Beyond Glance, which stores ``"pattern": "["``
+    or ``"enum": []`` and leaves the failure to whoever applies the definition (its own
+    clearing of such properties answers 500). Repeated ``enum`` values are let through:
+    harmless, and Glance's own files have some."""
+    for error in _META_SCHEMA.iter_errors({k: v for k, v in fragment.items() if k != "name"}):
+        if error.validator == "uniqueItems":
+            continue
+        where = "/".join(str(p) for p in error.absolute_path)
+        raise BadRequest(f"The definition of property {name!r} is not a valid JSON Schema: "
+                         f"{error.message}" + (f" (at {where})" if where else ""))
+    pattern = fragment.get("pattern")
+    if isinstance(pattern, str):
+        try:
+            re.compile(pattern)
+        except re.error as e:
+            raise BadRequest(f"The pattern of property {name!r} is not a regular expression: "
+                             f"{e}") from None
 
 
 def new_object(body: Mapping[str, Any]) -> NewObject:
