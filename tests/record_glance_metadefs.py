@@ -211,7 +211,8 @@ def steps() -> list[Step]:
         ("clear objects of protected namespace", ADMIN, "DELETE", f"{ns}/objects", None, {}),
         ("unprotect namespace", ADMIN, "PUT", ns,
          {"namespace": NS, "visibility": "public", "protected": False}, {}),
-        # (in the private namespace: Glance then fails to clear the properties it stored)
+        # (in the private namespace: what Glance stores here stays out of the answers
+        # about the first namespace)
         ("create property with a pattern that is no regular expression", ADMIN, "POST",
          f"{private}/properties",
          {"name": "re", "title": "RE", "type": "string", "pattern": "["}, {}),

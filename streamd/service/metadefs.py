@@ -148,9 +148,8 @@ def property_fragment(value: Mapping[str, Any], name: str = "") -> dict[str, Any
 def _check_json_schema(fragment: Mapping[str, Any], name: str) -> None:
     """A definition must be a JSON Schema that can be used (Draft 4, the draft of Glance's
     schemas) with a ``pattern`` that compiles. Beyond Glance, which stores ``"pattern": "["``
-    or ``"enum": []`` and leaves the failure to whoever applies the definition (its own
-    clearing of such properties answers 500). Repeated ``enum`` values are let through:
-    harmless, and Glance's own files have some."""
+    or ``"enum": []`` and leaves the failure to whoever applies the definition. Repeated
+    ``enum`` values are let through: harmless, and Glance's own files have some."""
     for error in _META_SCHEMA.iter_errors({k: v for k, v in fragment.items() if k != "name"}):
         if error.validator == "uniqueItems":
             continue
