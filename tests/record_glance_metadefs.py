@@ -1,6 +1,6 @@
 """The scripted metadefs sequence, and the recorder of Glance's answers to it.
 
-``run_sequence(url)`` sends the same ~60 calls (good and bad: duplicates, a non-admin
+``run_sequence(url)`` sends the same ~100 calls (good and bad: duplicates, a non-admin
 write, an invalid JSON-schema fragment, a private namespace read from another project, an
 unknown resource type …) to any Image API v2 server and returns each answer. Run as a
 script, it records the Glance peer's answers into ``tests/glance_recordings/metadefs.json``;
@@ -93,6 +93,10 @@ def steps() -> list[Step]:
         ("namespace with an invalid property type", ADMIN, "POST", "/v2/metadefs/namespaces",
          {"namespace": "StreamdRec::Bad",
           "properties": {"p": {"title": "P", "type": "blob"}}}, {}),
+        ("namespace with an unknown attribute in a property definition", ADMIN, "POST",
+         "/v2/metadefs/namespaces",
+         {"namespace": "StreamdRec::Bad",
+          "properties": {"p": {"title": "P", "type": "string", "colour": 1}}}, {}),
         ("show namespace", ADMIN, "GET", ns, None, {}),
         ("show namespace as another project", MEMBER_B, "GET", ns, None, {}),
         ("show namespace with a resource type prefix", ADMIN, "GET",
@@ -218,6 +222,19 @@ def steps() -> list[Step]:
          {"name": "re", "title": "RE", "type": "string", "pattern": "["}, {}),
         ("create property with an empty enum", ADMIN, "POST", f"{private}/properties",
          {"name": "none", "title": "None", "type": "string", "enum": []}, {}),
+        ("create property with an unknown attribute in its items", ADMIN, "POST",
+         f"{private}/properties", {"name": "it", "title": "It", "type": "array",
+                                   "items": {"type": "string", "colour": 1}}, {}),
+        ("create property with a number as default", ADMIN, "POST", f"{private}/properties",
+         {"name": "eight", "title": "Eight", "type": "integer", "default": 8}, {}),
+        ("show property with a number as default", ADMIN, "GET",
+         f"{private}/properties/eight", None, {}),
+        ("create object with an unknown attribute in a property", ADMIN, "POST",
+         f"{private}/objects",
+         {"name": "Odd", "properties": {"p": {"title": "P", "type": "string", "colour": 1}}},
+         {}),
+        ("list with an unknown sort key", ADMIN, "GET", f"{listing}&sort_key=colour", None,
+         {}),
         ("clear objects", ADMIN, "DELETE", f"{ns}/objects", None, {}),
         ("clear properties", ADMIN, "DELETE", f"{ns}/properties", None, {}),
         ("clear tags", ADMIN, "DELETE", f"{ns}/tags", None, {}),
