@@ -1,6 +1,6 @@
 """streamd answers the scripted metadefs sequence as the Glance peer did (its recording).
 
-``tests/record_glance_metadefs.py`` holds the sequence (~100 calls, 40 of them bad) and
+``tests/record_glance_metadefs.py`` holds the sequence (~100 calls, 45 of them bad) and
 recorded Glance 33's answers into ``tests/glance_recordings/metadefs.json``; here the same
 sequence runs against a real streamd and every answer is compared with Glance's: the status
 code, and for successes the whole body (timestamps compared by form, not value).
