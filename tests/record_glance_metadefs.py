@@ -159,6 +159,8 @@ def steps() -> list[Step]:
          {"name": "ram_mb", "title": "RAM (MiB)", "type": "integer", "minimum": 16}, {}),
         ("update property with an invalid fragment", ADMIN, "PUT", f"{ns}/properties/ram_mb",
          {"name": "ram_mb", "title": "RAM", "type": "integer", "maximum": [1]}, {}),
+        ("invalid property for a namespace the caller cannot see", MEMBER_B, "POST",
+         f"{private}/properties", bad_prop, {}),
         ("show missing property", ADMIN, "GET", f"{ns}/properties/ram", None, {}),
         ("delete property", ADMIN, "DELETE", f"{ns}/properties/ram_mb", None, {}),
         # objects
@@ -277,9 +279,22 @@ def run_sequence(url: str) -> list[dict[str, Any]]:
     return answers
 
 
+def _statuses(answers: list[dict[str, Any]]) -> list[int]:
+    return [a["status"] for a in answers]
+
+
 def main() -> None:
+    """Record once the peer answers two runs in a row with the same statuses: a peer that
+    others use can fail a call now and then (its SQLite "database is locked": a 500)."""
     url = sys.argv[1] if len(sys.argv) > 1 else GLANCE_URL
     answers = run_sequence(url)
+    for _ in range(5):
+        again = run_sequence(url)
+        if _statuses(again) == _statuses(answers):
+            break
+        answers = again
+    else:
+        sys.exit("the peer's answers kept changing between runs; not recorded")
     RECORDING.parent.mkdir(exist_ok=True)
     RECORDING.write_text(json.dumps(answers, indent=1, sort_keys=True) + "\n")
     for a in answers:

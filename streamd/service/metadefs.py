@@ -266,9 +266,9 @@ async def update_namespace(rt: Runtime, ctx: RequestContext, name: str, body: An
                            ) -> NamespaceRecord:
     """Glance's PUT: fields left out take their create-time defaults (no display name or
     description, private, unprotected, the caller's project)."""
+    body = validate("namespace", body)
     reg = registry(rt)
     await rt.db(reg.namespace, name, viewer(ctx))
-    body = validate("namespace", body)
     _ensure_admin(ctx, "modify_metadef_namespace")
     values = {"namespace": body["namespace"], "display_name": body.get("display_name"),
               "description": body.get("description"),
@@ -317,9 +317,9 @@ async def show_property(rt: Runtime, ctx: RequestContext, name: str, prop: str,
 
 async def create_property(rt: Runtime, ctx: RequestContext, name: str, body: Any
                           ) -> PropertyRecord:
+    body = validate("property", body)
     reg = registry(rt)
     await rt.db(reg.namespace, name, viewer(ctx))
-    body = validate("property", body)
     _ensure_admin(ctx, "add_metadef_property")
     return await rt.db(reg.create_property, name, viewer(ctx), body["name"],
                        property_fragment(body))
@@ -327,9 +327,9 @@ async def create_property(rt: Runtime, ctx: RequestContext, name: str, body: Any
 
 async def update_property(rt: Runtime, ctx: RequestContext, name: str, prop: str, body: Any
                           ) -> PropertyRecord:
+    body = validate("property", body)
     reg = registry(rt)
     await rt.db(reg.namespace, name, viewer(ctx))
-    body = validate("property", body)
     _ensure_admin(ctx, "modify_metadef_property")
     return await rt.db(reg.update_property, name, viewer(ctx), prop, body["name"],
                        property_fragment(body))
@@ -356,18 +356,18 @@ async def show_object(rt: Runtime, ctx: RequestContext, name: str, obj: str) -> 
 
 
 async def create_object(rt: Runtime, ctx: RequestContext, name: str, body: Any) -> ObjectRecord:
+    body = validate("object", body)
     reg = registry(rt)
     await rt.db(reg.namespace, name, viewer(ctx))
-    body = validate("object", body)
     _ensure_admin(ctx, "add_metadef_object")
     return await rt.db(reg.create_object, name, viewer(ctx), new_object(body))
 
 
 async def update_object(rt: Runtime, ctx: RequestContext, name: str, obj: str, body: Any
                         ) -> ObjectRecord:
+    body = validate("object", body)
     reg = registry(rt)
     await rt.db(reg.namespace, name, viewer(ctx))
-    body = validate("object", body)
     _ensure_admin(ctx, "modify_metadef_object")
     return await rt.db(reg.update_object, name, viewer(ctx), obj, new_object(body))
 
@@ -408,9 +408,9 @@ async def create_tag(rt: Runtime, ctx: RequestContext, name: str, tag: str) -> T
 async def create_tags(rt: Runtime, ctx: RequestContext, name: str, body: Any, *, append: bool
                       ) -> list[TagRecord]:
     """``POST …/tags``: replace the namespace's tags with these (or add them: ``append``)."""
+    body = validate("tags", body)
     reg = registry(rt)
     await rt.db(reg.namespace, name, viewer(ctx))
-    body = validate("tags", body)
     _ensure_admin(ctx, "add_metadef_tags")
     tags = [_tag_name(t.get("name", "")) for t in body.get("tags") or ()]
     return await rt.db(reg.create_tags, name, viewer(ctx), tags, append=append)
@@ -418,9 +418,9 @@ async def create_tags(rt: Runtime, ctx: RequestContext, name: str, body: Any, *,
 
 async def update_tag(rt: Runtime, ctx: RequestContext, name: str, tag: str, body: Any
                      ) -> TagRecord:
+    body = validate("tag", body)
     reg = registry(rt)
     await rt.db(reg.namespace, name, viewer(ctx))
-    body = validate("tag", body)
     _ensure_admin(ctx, "modify_metadef_tag")
     return await rt.db(reg.update_tag, name, viewer(ctx), tag, _tag_name(body["name"]))
 
@@ -446,9 +446,9 @@ async def list_associations(rt: Runtime, ctx: RequestContext, name: str) -> list
 
 
 async def associate(rt: Runtime, ctx: RequestContext, name: str, body: Any) -> Association:
+    body = validate("resource_type", body)
     reg = registry(rt)
     await rt.db(reg.namespace, name, viewer(ctx))
-    body = validate("resource_type", body)
     _ensure_admin(ctx, "add_metadef_resource_type_association")
     return await rt.db(reg.associate, name, viewer(ctx), new_association(body))
 
