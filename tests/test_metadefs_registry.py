@@ -162,6 +162,13 @@ def test_tags_replace_or_append_all_or_nothing(reg: MetadefRegistry) -> None:
     assert {t.name for t in reg.tags("N::T", ADMIN)} == {"a", "b", "c"}
     reg.create_tags("N::T", ADMIN, ["Fast", "fast"], append=False)  # names are exact
     assert {t.name for t in reg.tags("N::T", ADMIN)} == {"Fast", "fast"}
+    reg.create_tags("N::T", ADMIN, ["b", "a", "c"], append=True)
+    page = reg.tags("N::T", ADMIN, sort_key="name", sort_dir="asc", marker="Fast", limit=2)
+    assert [t.name for t in page] == ["a", "b"]  # code point order: "F" < "a"
+    assert [t.name for t in reg.tags("N::T", ADMIN, sort_key="name", marker="b")] == [
+        "a", "Fast"]
+    with pytest.raises(NotFound):
+        reg.tags("N::T", ADMIN, marker="nothing")
     assert reg.update_tag("N::T", ADMIN, "fast", "quick").name == "quick"
     with pytest.raises(NotFound):
         reg.tag("N::T", ADMIN, "fast")

@@ -231,7 +231,8 @@ async def delete_object(namespace: str, obj: str) -> Response:
 
 @bp.get(f"{NAMESPACE}/tags")
 async def list_tags(namespace: str) -> Response:
-    found = await metadefs.list_tags(runtime(), context(), namespace)
+    found = await metadefs.list_tags(runtime(), context(), namespace,
+                                     list(request.args.items(multi=True)))
     return json_response({"tags": [{"name": t.name} for t in found]})
 
 

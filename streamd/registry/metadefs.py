@@ -43,6 +43,7 @@ tags_t = MetadefTag.__table__
 
 NAMESPACE_SORT_KEYS = ("created_at", "updated_at", "namespace", "display_name", "visibility",
                        "owner", "protected", "id")
+TAG_SORT_KEYS = ("created_at", "updated_at", "name", "id")
 # the namespace columns a caller writes (create, update)
 NAMESPACE_FIELDS = ("namespace", "display_name", "description", "visibility", "protected",
                     "owner")
@@ -522,9 +523,29 @@ class MetadefRegistry:
             raise Conflict(f"A metadata tag with name={tag} already exists in "
                            f"namespace={namespace}.") from None
 
-    def tags(self, name: str, viewer: MetadefViewer) -> list[TagRecord]:
+    def tags(self, name: str, viewer: MetadefViewer, *, sort_key: str = "created_at",
+             sort_dir: str = "desc", marker: str | None = None, limit: int | None = None
+             ) -> list[TagRecord]:
+        """A namespace's tags in ``sort_key`` order, then (created_at, id); after the tag
+        named ``marker`` (NotFound if it has none such)."""
+        if sort_key not in TAG_SORT_KEYS:
+            raise BadRequest(f"Invalid sort key: {sort_key}. Use one of "
+                             f"{', '.join(TAG_SORT_KEYS)}.")
+        keys = [tags_t.c[k] for k in dict.fromkeys((sort_key, "created_at", "id"))]
+        descending = sort_dir == "desc"
         with connect(self.engine) as conn:
-            return self._tags(conn, self._row(conn, name, viewer).id)
+            namespace_id = self._row(conn, name, viewer).id
+            conds = [tags_t.c.namespace_id == namespace_id]
+            if marker is not None:
+                found = conn.execute(sa.select(*keys).where(
+                    tags_t.c.namespace_id == namespace_id, tags_t.c.name == marker)).first()
+                if found is None:
+                    raise NotFound(f"Could not find metadata tag {marker}")
+                conds.append(_after(keys, list(found), descending))
+            order = [k.desc() if descending else k.asc() for k in keys]
+            rows = conn.execute(sa.select(tags_t).where(*conds).order_by(*order)
+                                .limit(limit))
+            return [_tag(row) for row in rows]
 
     def tag(self, name: str, viewer: MetadefViewer, tag: str) -> TagRecord:
         with connect(self.engine) as conn:

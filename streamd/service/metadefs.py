@@ -384,8 +384,20 @@ async def delete_object(rt: Runtime, ctx: RequestContext, name: str, obj: str) -
 # -- tags ------------------------------------------------------------------------------------
 
 
-async def list_tags(rt: Runtime, ctx: RequestContext, name: str) -> list[TagRecord]:
-    return await rt.db(registry(rt).tags, name, viewer(ctx))
+async def list_tags(rt: Runtime, ctx: RequestContext, name: str,
+                    params: Sequence[tuple[str, str]] = ()) -> list[TagRecord]:
+    """Glance's parameters: ``limit`` (none: all), ``marker`` (a tag name), ``sort_key``,
+    ``sort_dir``; newest first."""
+    values = dict(params)
+    sort_dir = values.get("sort_dir", "desc")
+    if sort_dir not in ("asc", "desc"):
+        raise BadRequest(f"Invalid sort direction: {sort_dir}")
+    limit = values.get("limit") or None
+    return await rt.db(registry(rt).tags, name, viewer(ctx),
+                       sort_key=values.get("sort_key", "created_at"), sort_dir=sort_dir,
+                       marker=values.get("marker") or None,
+                       limit=None if limit is None else _limit(limit, 0,
+                                                               rt.settings.api_limit_max))
 
 
 async def show_tag(rt: Runtime, ctx: RequestContext, name: str, tag: str) -> TagRecord:
