@@ -26,6 +26,9 @@ class Input:
     size: int  # bytes
     md5: str  # what the server must report as ``checksum``
     disk_format: str  # "raw" or "qcow2"
+    # the disk size its format records (qcow2: the raw input's size), which the server's
+    # format inspection must report as virtual_size; None: not checked
+    virtual_size: int | None = None
 
 
 def _md5(path: Path) -> str:
@@ -67,7 +70,8 @@ def make_qcow2(raw: Path, path: Path) -> Input | None:
         return None
     subprocess.run(["qemu-img", "convert", "-f", "raw", "-O", "qcow2", str(raw), str(path)],
                    check=True, capture_output=True)
-    return Input("qcow2", path, path.stat().st_size, _md5(path), "qcow2")
+    return Input("qcow2", path, path.stat().st_size, _md5(path), "qcow2",
+                 virtual_size=raw.stat().st_size)
 
 
 def make_inputs(directory: Path, size: int, kinds: set[str]) -> dict[str, Input]:

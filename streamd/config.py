@@ -104,6 +104,15 @@ class Settings:
     # location PATCH ops (add/replace/remove /locations) and the images' ``locations`` field
     # only when true; POST /v2/images/{id}/locations needs no setting, only an http store
     show_multiple_locations: bool = False
+    # disk-format inspection of uploaded data (streamd.service.disk_formats), as Glance's
+    # [image_format]: the vmdk createType subformats accepted (Glance's default; never more
+    # than oslo's inspector accepts, which refuses any other), and whether data that does
+    # not match its disk_format is refused (unsafe data is refused either way)
+    vmdk_allowed_types: tuple[str, ...] = ("streamOptimized", "monolithicSparse")
+    require_image_format_match: bool = True
+    # BENCH ONLY (Glance has no such switch): false skips inspection entirely, so unsafe
+    # images are accepted and virtual_size is not set; it exists to measure its cost
+    inspect_image_data: bool = True
     # staged data (PUT /v2/images/{id}/stage) not imported this many seconds after its last
     # byte arrived is removed and its image queued again
     stage_max_age: float = 86400.0

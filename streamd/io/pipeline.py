@@ -4,13 +4,19 @@
 
     source --readinto--> pool buffer --+--> store.write        (its own task)
                           xxh3 inline  +--> md5.update         (task, worker thread)
-                                       +--> os_hash.update     (task, worker thread)
+                     format inspector  +--> os_hash.update     (task, worker thread)
+                               inline
 
 The producer fills a pool buffer completely (a few large calls are cheaper than many small
 ones for every consumer) and lends it to every consumer at once; the buffer goes back to the
 pool when the last one is done (``streamd.io.buffers``). At most ``queue_depth`` buffers
 exist, so memory is ``chunk_size × queue_depth`` whatever the image size, and a slow store
 or hasher slows the client down instead of filling the heap.
+
+The format inspector (``streamd.io.inspection``, when the caller passes ``accept``) runs
+inline like xxh3: it copies only the few header regions it needs. After the last byte and
+before the store sees the end of the data, ``accept`` judges what it found: a refusal
+fails the transfer like any other error, so refused data is never committed.
 
 Everything runs in one nursery: when any part fails, the rest is cancelled, the partial
 object is removed (by the store; and by the pipeline if the store had already committed),
@@ -21,6 +27,7 @@ from __future__ import annotations
 
 import logging
 import queue
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -36,6 +43,7 @@ from streamd.io.errors import (
     StoreFull,
 )
 from streamd.io.hashing import Hasher, new_hasher, runs_inline
+from streamd.io.inspection import DiskInspection, DiskInspector
 from streamd.io.stores.base import Store, StoredObject
 from streamd.units import MiB
 
@@ -86,6 +94,7 @@ class UploadResult:
     os_hash_algo: str
     os_hash_value: str
     xxh3: str  # xxh3-128, for cache and replica verification
+    inspection: DiskInspection | None = None  # what the data is, when it was inspected
 
 
 async def store_stream(
@@ -101,6 +110,7 @@ async def store_stream(
     limiter: trio.CapacityLimiter | None = None,
     pool: BufferPool | None = None,
     budget: BufferBudget | None = None,
+    accept: Callable[[DiskInspection], None] | None = None,
 ) -> UploadResult:
     """Store everything ``source`` yields under ``key`` while computing its digests.
 
@@ -113,6 +123,9 @@ async def store_stream(
     I/O waits for in the same limiter. ``budget`` is where the buffers beyond the
     transfer's first come from (the process's ``BufferBudget``); ``pool`` replaces the pool
     built from ``chunk_size``, ``queue_depth`` and ``budget`` (tests pass one to watch it).
+    ``accept``: inspect the data's disk format on the way and call ``accept`` with what was
+    found once all of it has arrived, before the store may commit it; whatever it raises
+    fails the transfer (the result's ``inspection`` is what it was given).
 
     Raises ``SizeCapExceeded``, ``SizeMismatch``, ``SourceAborted``, ``StoreFull`` or
     ``StoreError``; in every failure case, cancellation included, no object is left.
@@ -129,6 +142,7 @@ async def store_stream(
     if os_hasher not in (md5, xxh3):
         (inline if runs_inline(os_hash_algo) else threaded).append(os_hasher)
     pool = pool or BufferPool(chunk_size, queue_depth, budget)
+    judge = None if accept is None else _Judge(DiskInspector(), accept)
 
     written: list[StoredObject] = []  # filled by the writer task once the store commits
     size = 0
@@ -140,7 +154,8 @@ async def store_stream(
             for hasher, feed in zip(threaded, feeds, strict=True):
                 nursery.start_soon(_hash, hasher, feed)
             consumers: list[_Consumer] = [write_send, *feeds]
-            size = await _produce(source, pool, consumers, inline, expected_size, size_cap)
+            size = await _produce(source, pool, consumers, inline, expected_size, size_cap,
+                                  judge)
         if written[0].size != size:
             raise StoreError(f"store {store.name!r} stored a different size than it received")
     except BaseException as exc:
@@ -163,7 +178,16 @@ async def store_stream(
         os_hash_algo=os_hash_algo,
         os_hash_value=os_hasher.hexdigest(),
         xxh3=xxh3.hexdigest(),
+        inspection=None if judge is None else judge.inspector.finish(),
     )
+
+
+@dataclass(frozen=True)
+class _Judge:
+    """The format inspector fed by the producer, and who judges what it found."""
+
+    inspector: DiskInspector
+    accept: Callable[[DiskInspection], None]
 
 
 def _too_large(size_cap: int) -> SizeCapExceeded:
@@ -177,6 +201,7 @@ async def _produce(
     inline: list[Hasher],
     expected_size: int | None,
     size_cap: int | None,
+    judge: _Judge | None = None,
 ) -> int:
     """Fill pool buffers from ``source`` and lend each to every consumer; return the size.
 
@@ -200,6 +225,8 @@ async def _produce(
             chunk = SharedChunk(pool, buf, filled, len(consumers))
             for hasher in inline:
                 hasher.update(chunk.view)
+            if judge is not None:
+                judge.inspector.eat(chunk.view)
             for consumer in consumers:
                 consumer.send_nowait(chunk)
         else:
@@ -214,6 +241,8 @@ async def _produce(
             if await _read(source, memoryview(bytearray(1))):
                 raise SizeMismatch(f"the body is longer than the {expected_size} bytes announced")
             break
+    if judge is not None:  # before the end reaches the store: refused data is never committed
+        judge.accept(judge.inspector.finish())
     # closed only on success: a consumer must never mistake a failed body for a complete one
     for consumer in consumers:
         consumer.close()

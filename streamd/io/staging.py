@@ -35,6 +35,7 @@ from streamd.errors import RangeNotSatisfiable
 from streamd.io import posix
 from streamd.io.errors import ObjectNotFound, StoreError
 from streamd.io.hashing import new_hasher
+from streamd.io.inspection import DiskInspection
 from streamd.io.stores.base import (
     Store,
     StoreCapabilities,
@@ -63,6 +64,9 @@ class StagedDigests:
     os_hash_algo: str
     os_hash_value: str
     xxh3: str
+    # what the format inspector found in the staged bytes (None: staged before streamd
+    # inspected stages); the import judges it against the image's disk_format
+    inspection: DiskInspection | None = None
 
 
 @dataclass(frozen=True)
@@ -160,8 +164,11 @@ class StagingArea:
     async def record(self, image_id: str, *, total: int | None,
                      digests: StagedDigests | None = None) -> None:
         """Write what is known about the whole: ``total`` and, once complete, ``digests``."""
-        meta: dict[str, Any] = {"total": total,
-                                "digests": asdict(digests) if digests else None}
+        meta: dict[str, Any] = {"total": total, "digests": None}
+        if digests is not None:
+            inspection = digests.inspection
+            meta["digests"] = {**asdict(digests),
+                               "inspection": inspection and inspection.to_json()}
         await self._calls.io("write", posix.write_atomically, self._meta_path(image_id),
                              json.dumps(meta).encode())
 
@@ -355,9 +362,14 @@ def _read_stage(data: Path, meta_path: Path) -> Stage | None:
     return Stage(
         size=st.st_size,
         total=total if isinstance(total, int) else None,
-        digests=StagedDigests(**digests) if complete else None,
+        digests=_digests(digests) if complete else None,
         modified=modified,
     )
+
+
+def _digests(recorded: dict[str, Any]) -> StagedDigests:
+    inspection = recorded.pop("inspection", None)
+    return StagedDigests(**recorded, inspection=inspection and DiskInspection.from_json(inspection))
 
 
 def _stale(root: Path, cutoff: float) -> list[str]:

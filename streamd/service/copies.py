@@ -25,7 +25,7 @@ from streamd.errors import Conflict, Forbidden, NotFound, StreamdError
 from streamd.io import StoreError, UploadResult
 from streamd.io.stores.chunks import ChunkCursor
 from streamd.registry import ImageRecord
-from streamd.service import transfers
+from streamd.service import disk_formats, transfers
 from streamd.service.access import visible_image
 from streamd.service.runtime import Runtime
 
@@ -54,8 +54,13 @@ async def copy_to(rt: Runtime, image_id: str, store_id: str) -> ImageRecord:
     # a transfer slot is held, as for a download: past max_transfers the copy fails (503)
     async with transfers.read_data(rt, image, 0, image.size) as chunks:
         # ChunkCursor is the ByteSource: it copies the reader's chunks into the pipeline's
+        # judged again by its disk format, as Glance's copy-image does (the image may be older
+        # than the inspection): a refused copy is never committed
         result = await rt.store_stream(ChunkCursor(chunks), store, key=image_id,
-                                       size_cap=None, expected_size=image.size)
+                                       size_cap=None, expected_size=image.size,
+                                       accept=disk_formats.acceptor(rt.settings,
+                                                                    image.disk_format,
+                                                                    image.container_format))
     try:
         _verify(image, result, store_id)
         # a cancellation that arrives while the row is written is raised only after it

@@ -13,6 +13,11 @@ remains (glance-direct can be retried at once) or ``queued`` (web-download), wit
   system, else a copy checked against its xxh3), with the digests computed while staging.
 - web-download: the URI is fetched (``streamd.io.web_download``: SSRF filters on every hop)
   straight through the upload pipeline into the store, capped at ``image_size_cap``.
+- Both are judged by their disk format (``streamd.service.disk_formats``): glance-direct by
+  what was found while the data was staged, web-download while it streams. Refused data is
+  not kept: the stage is removed, the image ``queued`` for a valid upload, the task failed
+  with the reason (Glance 33 leaves such an image ``importing`` for good, its task failed
+  with "Internal Error").
 - copy-image (admins, as Glance's ``copy_image``): an active image's data is copied to
   more stores (``stores``, or ``all_stores``: every writable store that lacks it), one after
   the other, by ``streamd.service.copies`` (store to store through the pipeline, verified
@@ -46,6 +51,7 @@ the stores not reached).
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
 import uuid
@@ -60,10 +66,11 @@ from streamd.config import Settings
 from streamd.context import RequestContext
 from streamd.errors import BadRequest, Conflict, Forbidden, NotFound, StreamdError
 from streamd.io import SizeCapExceeded, StoredObject
+from streamd.io.inspection import DiskInspection, DiskInspector
 from streamd.io.web_download import SourceUnavailable, UriFilter, UriRefused, open_web_source
 from streamd.registry import ImageRecord
 from streamd.registry.tasks import UNFINISHED, TaskRecord
-from streamd.service import copies, quotas, stage_host
+from streamd.service import copies, disk_formats, quotas, stage_host
 from streamd.service.access import visible_image
 from streamd.service.runtime import Runtime
 from streamd.service.stored_data import registry_values
@@ -484,9 +491,26 @@ async def _move_stage(rt: Runtime, job: _Job) -> tuple[StoredObject, dict[str, A
     if stage is None or stage.digests is None:
         raise Conflict(f"The staged data of image {job.image_id} is gone or incomplete; "
                        "stage it again")
+    image = await rt.db(rt.registry.get, job.image_id)
+    inspection = stage.digests.inspection
+    if inspection is None and disk_formats.acceptor(rt.settings, image.disk_format,
+                                                    image.container_format) is not None:
+        inspection = await _inspect_stage(rt, job.image_id)  # staged before stages were
+    virtual_size = None if inspection is None else disk_formats.judge(rt.settings, image,
+                                                                      inspection)
     store = rt.stores.get(job.stores[0])
     stored = await rt.staging.move_into(store, job.image_id, stage.digests)
-    return stored, registry_values(store.name, stored.location, stage.size, stage.digests)
+    return stored, registry_values(store.name, stored.location, stage.size, stage.digests,
+                                   virtual_size=virtual_size)
+
+
+async def _inspect_stage(rt: Runtime, image_id: str) -> DiskInspection:
+    """Inspect a stage recorded without its inspection (one more read of it)."""
+    inspector = DiskInspector()
+    async with contextlib.aclosing(rt.staging.read(image_id)) as chunks:
+        async for chunk in chunks:
+            inspector.eat(chunk)
+    return inspector.finish()
 
 
 async def _download(rt: Runtime, job: _Job) -> tuple[StoredObject, dict[str, Any]]:
@@ -495,6 +519,7 @@ async def _download(rt: Runtime, job: _Job) -> tuple[StoredObject, dict[str, Any
     quota_left = await quotas.remaining_bytes(rt, job.owner)
     cap = quotas.ByteCap(settings.image_size_cap, quota=quota_left)
     store = rt.stores.get(job.stores[0])
+    image = await rt.db(rt.registry.get, job.image_id)
     async with open_web_source(job.uri, uri_filter(settings),
                                max_redirects=settings.web_download_max_redirects,
                                read_timeout=settings.upload_idle_timeout) as source:
@@ -502,6 +527,8 @@ async def _download(rt: Runtime, job: _Job) -> tuple[StoredObject, dict[str, Any
             result = await rt.store_stream(
                 source, store, key=job.image_id, size_cap=cap.size_cap,
                 expected_size=source.content_length,
+                accept=disk_formats.acceptor(settings, image.disk_format,
+                                             image.container_format),
             )
         except SizeCapExceeded:
             if cap.set_by_quota:
@@ -510,7 +537,8 @@ async def _download(rt: Runtime, job: _Job) -> tuple[StoredObject, dict[str, Any
                                                  source.content_length) from None
             raise
     return StoredObject(result.location, result.size), registry_values(
-        store.name, result.location, result.size, result
+        store.name, result.location, result.size, result,
+        virtual_size=disk_formats.stored_virtual_size(settings, image, result.inspection),
     )
 
 
@@ -531,9 +559,13 @@ async def _put_back(rt: Runtime, job: _Job, exc: BaseException) -> None:
     if job.method == "copy-image":
         await _end_copy(rt, job, job.stores, "failure", reason)
         return
+    refused = isinstance(exc, disk_formats.ImageRefused)
     try:
+        # refused data is not kept: the stage goes, the image is queued for a valid one
         await revert_importing(rt, job.image_id, ",".join(job.stores),
-                               keep_stage=job.method == "glance-direct")
+                               keep_stage=job.method == "glance-direct" and not refused)
+        if refused and job.method == "glance-direct":
+            await rt.staging.discard(job.image_id)
     except Exception:
         log.exception("could not put image %s back after its import failed", job.image_id)
     await _close_task(rt, job, "failure", reason)

@@ -50,7 +50,7 @@ from streamd.io.stores.discard import DiscardStore
 from streamd.io.url_filter import UriRefused
 from streamd.registry import ImageRecord, StoredCopy
 from streamd.registry.tasks import UNFINISHED, TaskRecord
-from streamd.service import images, quotas
+from streamd.service import disk_formats, images, quotas
 from streamd.service.access import visible_image
 from streamd.service.image_patch import PATCH_V21, PatchOp, parse_patch
 from streamd.service.imports import TASK_TIME_TO_LIVE
@@ -315,7 +315,10 @@ async def _activate(rt: Runtime, image_id: str, target: Target,
                     ) -> ImageRecord:
     """``expected`` -> active with ``target`` as the image's one copy (and ``digests``)."""
     if digests is not None:  # the copy is the URL, whatever the hashing pass "stored"
-        values = registry_values(target.store, target.url, target.size, digests)
+        image = await rt.db(rt.registry.get, image_id)
+        values = registry_values(target.store, target.url, target.size, digests,
+                                 virtual_size=disk_formats.stored_virtual_size(
+                                     rt.settings, image, digests.inspection))
     else:
         values = {"size": target.size, "location": target.url, "store": target.store}
     return await rt.db(rt.registry.transition, image_id, expected, "active", values)
@@ -361,7 +364,8 @@ async def _verify(rt: Runtime, image_id: str, task_id: str, target: Target,
     assert validation is not None
     try:
         await rt.db(rt.tasks.change, task_id, ["pending"], "processing")
-        digests = await _digest(rt, rt.stores.holding(target.store), target)
+        image = await rt.db(rt.registry.get, image_id)
+        digests = await _digest(rt, rt.stores.holding(target.store), target, image)
         wrong = [name for name in ("os_hash_value", "checksum")
                  if getattr(validation, name) not in (None, getattr(digests, name))]
         if wrong:
@@ -418,11 +422,13 @@ async def _close_task(rt: Runtime, image_id: str, task_id: str, status: str,
 # -- hashing what a location holds -------------------------------------------------------------
 
 
-async def _digest(rt: Runtime, store: Store, target: Target) -> UploadResult:
+async def _digest(rt: Runtime, store: Store, target: Target, image: ImageRecord
+                  ) -> UploadResult:
     """md5, the validation's algorithm and xxh3 of the ``target.size`` bytes at its URL.
 
-    Read once, through the upload pipeline into a ``DiscardStore``: the same hashers and
-    bounded buffers as an upload, nothing kept.
+    Read once, through the upload pipeline into a ``DiscardStore``: the same hashers, format
+    inspection (data its ``disk_format`` refuses is refused, 415 in the task) and bounded
+    buffers as an upload, nothing kept.
     """
     assert target.validation is not None
     algo = target.validation.os_hash_algo
@@ -430,7 +436,10 @@ async def _digest(rt: Runtime, store: Store, target: Target) -> UploadResult:
     async with contextlib.aclosing(reader):  # type: ignore[type-var]
         result = await rt.store_stream(ChunkCursor(reader), DiscardStore(), key="verify",
                                        size_cap=None, expected_size=target.size,
-                                       os_hash_algo=algo)
+                                       os_hash_algo=algo,
+                                       accept=disk_formats.acceptor(rt.settings,
+                                                                    image.disk_format,
+                                                                    image.container_format))
     return result
 
 

@@ -21,6 +21,7 @@ import trio
 
 from streamd.config import Settings
 from streamd.io import BufferBudget, ByteSource, Store, UploadResult, store_stream
+from streamd.io.inspection import DiskInspection
 from streamd.io.staging import StagingArea
 from streamd.registry import (
     ImageRegistry,
@@ -74,11 +75,14 @@ class Runtime:
         size_cap: int | None,
         expected_size: int | None = None,
         os_hash_algo: str | None = None,
+        accept: Callable[[DiskInspection], None] | None = None,
     ) -> UploadResult:
         """``streamd.io.store_stream`` with this server's hashing, chunking, buffers and
         threads: the one way uploads, stages and imports move data, and (into a
         ``DiscardStore``) the way data kept elsewhere is hashed. ``os_hash_algo``: another
-        algorithm than the cloud's (a location's validation data)."""
+        algorithm than the cloud's (a location's validation data). ``accept``: inspect the
+        data's disk format and judge it before it is committed
+        (``streamd.service.disk_formats.acceptor``)."""
         settings = self.settings
         return await store_stream(
             source,
@@ -91,6 +95,7 @@ class Runtime:
             size_cap=size_cap,
             expected_size=expected_size,
             limiter=self.io_limiter,
+            accept=accept,
         )
 
 

@@ -37,6 +37,7 @@ from streamd import policy
 from streamd.context import RequestContext
 from streamd.errors import BadRequest, Conflict, Gone, NotFound
 from streamd.io import ByteSource, SizeCapExceeded
+from streamd.io.inspection import DiskInspection
 from streamd.io.sources import ChainedSource, EndOnAbort
 from streamd.io.staging import Stage, StagedDigests, StageOffsetMismatch
 from streamd.registry import ImageRecord
@@ -222,8 +223,11 @@ async def _stage_body(
     with rt.transfers.slot(), rt.transfers.uploading(image_id) as scope:
         try:
             async with rt.staging.prefix(image_id, start) as prefix:
+                # the stage takes any bytes (as Glance): what they are is recorded with the
+                # digests, and the import judges it against the image's disk_format
                 result = await rt.store_stream(
-                    ChainedSource(prefix, body), appender, key=image_id, size_cap=cap.size_cap
+                    ChainedSource(prefix, body), appender, key=image_id, size_cap=cap.size_cap,
+                    accept=_record_only if settings.inspect_image_data else None,
                 )
         except SizeCapExceeded:
             with trio.CancelScope(shield=True):
@@ -249,7 +253,8 @@ async def _stage_body(
         complete = body.aborted is None and (total is None or staged == total)
         if complete:
             digests = StagedDigests(checksum=result.checksum, os_hash_algo=result.os_hash_algo,
-                                    os_hash_value=result.os_hash_value, xxh3=result.xxh3)
+                                    os_hash_value=result.os_hash_value, xxh3=result.xxh3,
+                                    inspection=result.inspection)
             await rt.staging.record(image_id, total=staged, digests=digests)
             try:
                 await rt.db(rt.registry.update, image_id, {"size": staged},
@@ -265,6 +270,10 @@ async def _stage_body(
     if body.aborted is not None:
         raise body.aborted  # what arrived is kept; the client (if still there) hears why
     return StageProgress(staged, staged if complete else total, complete)
+
+
+def _record_only(inspection: DiskInspection) -> None:
+    """A stage keeps whatever it is sent: the inspection is only recorded."""
 
 
 def _deleted_during_stage(image_id: str) -> Gone:

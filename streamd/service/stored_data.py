@@ -2,7 +2,8 @@
 
 An upload, a glance-direct import (with the digests computed while staging) and a
 web-download all end the same way: one conditional update that says where the bytes are,
-how many there are and their digests. The fields are named here once, so that the three
+how many there are, their digests and the disk size their format says
+(``streamd.service.disk_formats``). The fields are named here once, so that the three
 cannot drift apart.
 """
 
@@ -25,10 +26,14 @@ class Digests(Protocol):
     def xxh3(self) -> str: ...  # xxh3-128, for cache and replica verification
 
 
-def registry_values(store: str, location: str, size: int, digests: Digests) -> dict[str, Any]:
-    """The image fields for ``size`` bytes at ``location`` in the store named ``store``."""
+def registry_values(
+    store: str, location: str, size: int, digests: Digests, *, virtual_size: int | None = None,
+) -> dict[str, Any]:
+    """The image fields for ``size`` bytes at ``location`` in the store named ``store``;
+    ``virtual_size`` as the format inspection found it (None: unknown)."""
     return {
         "size": size,
+        "virtual_size": virtual_size,
         "checksum": digests.checksum,
         "os_hash_algo": digests.os_hash_algo,
         "os_hash_value": digests.os_hash_value,

@@ -3,7 +3,9 @@
 An upload is three steps, each one a conditional status change or the pipeline:
 
 1. ``queued -> saving``: only one upload can win; a second one gets 409.
-2. ``store_stream``: body -> store, md5 + ``os_hash_algo`` + xxh3 in the same pass.
+2. ``store_stream``: body -> store, md5 + ``os_hash_algo`` + xxh3 and the disk-format
+   inspection in the same pass; data that its ``disk_format`` refuses
+   (``streamd.service.disk_formats``: 415) is never committed.
 3. ``saving -> active`` with size, digests and location, in one conditional update.
 
 Whatever stops it in between (client gone, short body, size cap, full disk, store error,
@@ -37,7 +39,7 @@ from streamd.io import (
     UploadResult,
 )
 from streamd.registry import ImageRecord
-from streamd.service import quotas
+from streamd.service import disk_formats, quotas
 from streamd.service.access import visible_image
 from streamd.service.runtime import Runtime
 from streamd.service.stored_data import registry_values
@@ -120,9 +122,13 @@ async def _upload_leased(
         stored: UploadResult | None = None
         try:
             stored = await rt.store_stream(
-                source, store, key=image_id, size_cap=cap.size_cap, expected_size=size
+                source, store, key=image_id, size_cap=cap.size_cap, expected_size=size,
+                accept=disk_formats.acceptor(rt.settings, record.disk_format,
+                                             record.container_format),
             )
-            values = registry_values(store.name, stored.location, stored.size, stored)
+            values = registry_values(store.name, stored.location, stored.size, stored,
+                                     virtual_size=disk_formats.stored_virtual_size(
+                                         rt.settings, record, stored.inspection))
             record = await rt.db(rt.registry.transition, image_id, "saving", "active", values)
         except BaseException as exc:
             with trio.CancelScope(shield=True):
