@@ -3,6 +3,11 @@ refusal that leaves nothing in the store; Glance's rules on what it found."""
 
 from __future__ import annotations
 
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
 import pytest
 
 from streamd.config import Settings
@@ -91,3 +96,30 @@ async def test_without_accept_nothing_is_inspected() -> None:
     result = await store_stream(BytesSource(disk_images.qcow2()), MemoryStore(), key="img",
                                 chunk_size=64 * KiB)
     assert result.inspection is None
+
+
+QEMU_FORMAT = {"vhd": "vpc", "iso": "raw", "gpt": "raw"}  # qemu's names; it reads both as raw
+
+
+@pytest.mark.skipif(shutil.which("qemu-img") is None, reason="qemu-img is not installed")
+@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
+def test_qemu_img_reads_the_crafted_images_alike(case: disk_images.Case, tmp_path: Path) -> None:
+    """The crafted images are real ones: qemu-img sees the format and virtual size the
+    inspector does (a flat descriptor's extent is another file: qemu-img cannot open it)."""
+    path = tmp_path / "disk"
+    path.write_bytes(case.data)
+    info = subprocess.run(["qemu-img", "info", "--output=json", str(path)],
+                          capture_output=True, text=True)
+    found = inspect(case.data, 1 * MiB)
+    if case.name == "vmdk_flat_descriptor":
+        assert info.returncode != 0 and "disk-flat.vmdk" in info.stderr
+        return
+    assert info.returncode == 0, info.stderr
+    qemu = json.loads(info.stdout)
+    assert found.format is not None
+    assert qemu["format"] == QEMU_FORMAT.get(found.format, found.format)
+    assert qemu["virtual-size"] == (found.virtual_size or len(case.data))
+    if "backing_file" in found.failures:
+        assert qemu["backing-filename"] == "/etc/passwd"
+    if "data_file" in found.failures:
+        assert qemu["format-specific"]["data"]["data-file"] == "/etc/passwd"
