@@ -88,6 +88,7 @@ def describe(data_dir: Path) -> dict[str, Any]:
             "streamd": _version("streamd") or _streamd_version(),
             "glance": _glance_version(),
             "hypercorn": _version("hypercorn"),
+            "anycorn": _version("anycorn"),
             "trio": _version("trio"),
             "uvloop": _version("uvloop"),
             "aiofiles": _version("aiofiles"),

@@ -24,11 +24,12 @@ from typing import Any
 
 from streamd.setting_values import convert
 from streamd.store_config import DEFAULT_FILE_STORE, StoreConfigError, StoreSpec, parse_stores
-from streamd.units import KiB, MiB, TiB
+from streamd.units import GiB, KiB, MiB, TiB
 
 HASH_ALGOS = ("md5", "sha1", "sha224", "sha256", "sha384", "sha512", "xxh3_128", "xxh3_64")
 AUTH_MODES = ("noauth", "tokens", "keystone")
 IMPORT_METHODS = ("glance-direct", "web-download", "copy-image")
+HTTP_SERVERS = ("anycorn", "hypercorn")
 
 
 class ConfigError(Exception):
@@ -138,6 +139,12 @@ class Settings:
     worker_self_reference_url: str | None = None
     repair_interval: float = 60.0
     # server
+    # the ASGI server: "anycorn" (a hypercorn fork on AnyIO, which sends stored files with
+    # os.sendfile) or "hypercorn"; bench/results/README.md has the measurements behind it
+    http_server: str = "anycorn"
+    # bytes handed to one os.sendfile window of a zero-copy download; the next window's
+    # read-ahead is started while this one goes out
+    sendfile_window: int = 8 * MiB
     workers: int = 1
     keep_alive_timeout: float = 75.0
     # on SIGTERM, requests in flight get this long to finish before they are cancelled
@@ -278,6 +285,10 @@ def _check(s: Settings) -> None:
         raise bad("chunk_size", "must be between 4096 and 67108864 bytes")
     if not 4096 <= s.read_chunk_size <= 64 * MiB:
         raise bad("read_chunk_size", "must be between 4096 and 67108864 bytes")
+    if s.http_server not in HTTP_SERVERS:
+        raise bad("http_server", f"{s.http_server!r} is not one of {', '.join(HTTP_SERVERS)}")
+    if not 64 * KiB <= s.sendfile_window <= 1 * GiB:
+        raise bad("sendfile_window", "must be between 65536 and 1073741824 bytes")
     if not 1 <= s.queue_depth <= 64:
         raise bad("queue_depth", "must be between 1 and 64")
     if not 0 <= s.shared_buffers <= 4096:

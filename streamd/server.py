@@ -1,4 +1,9 @@
-"""``streamd serve``: hypercorn's trio worker and the runtime in one nursery.
+"""``streamd serve``: the ASGI server (anycorn or hypercorn) and the runtime in one nursery.
+
+anycorn, a fork of hypercorn on AnyIO (run here on trio), is the default: it implements the
+``http.response.zerocopysend`` extension, so a download of a local file goes out with
+``os.sendfile`` instead of being copied through Python (bench/results/README.md has the
+measurements that chose it). hypercorn stays selectable (``http_server``) to compare.
 
 The nursery holds the runtime (whose import jobs run in it), the HTTP server and the worker
 processes; inside the runtime's block the primary process repairs what a crash left and
@@ -10,17 +15,16 @@ cancelled and every resource released.
 from __future__ import annotations
 
 import functools
+import importlib
 import logging
 import signal
 import socket
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
+from typing import Any
 
-import hypercorn.trio.tcp_server
 import trio
-from hypercorn.config import Config
-from hypercorn.trio import serve as hypercorn_serve
 
 from streamd.auth import open_authenticator
 from streamd.config import Settings
@@ -42,12 +46,13 @@ log = logging.getLogger("streamd")
 SOCKET_READ = 128 * KiB
 
 
-def hypercorn_config(settings: Settings) -> Config:
-    config = Config()
+def server_config(settings: Settings) -> Any:
+    """The ASGI server's ``Config`` (anycorn's is hypercorn's, forked: same fields)."""
+    config = importlib.import_module(f"{settings.http_server}.config").Config()
     config.bind = [settings.bind]
     config.keep_alive_timeout = settings.keep_alive_timeout
     config.accesslog = None
-    config.errorlog = logging.getLogger("hypercorn.error")
+    config.errorlog = logging.getLogger(f"{settings.http_server}.error")
     config.h11_max_incomplete_size = 64 * KiB  # request line + headers
     # body messages (<= SOCKET_READ each) queued per request before hypercorn stops reading
     # the socket: this is the request's buffer in front of the data route's own. 16 was no
@@ -102,7 +107,7 @@ async def serve(
     takes the server down (exit status 1), so that start-up repair runs before it serves
     again. ``clock`` is the wall clock of the periodic jobs.
     """
-    hypercorn.trio.tcp_server.MAX_RECV = SOCKET_READ
+    server_serve = _use_server(settings.http_server)
     if shutdown is None:  # an Event has no truth value
         shutdown = trio.Event()
     extra = settings.workers - 1 if primary else 0
@@ -118,15 +123,30 @@ async def serve(
                 nursery.start_soon(_run_worker, list(worker_command), n + 1, shutdown,
                                    settings.graceful_timeout)
             app = create_app(rt, auth)
-            await hypercorn_serve(
-                app,  # type: ignore[arg-type]
-                hypercorn_config(settings),
+            await server_serve(
+                app,
+                server_config(settings),
                 shutdown_trigger=shutdown.wait,
                 task_status=task_status,
                 mode="asgi",
             )
             shutdown.set()  # hypercorn may also stop on its own
             nursery.cancel_scope.cancel()
+
+
+def _use_server(name: str) -> Callable[..., Any]:
+    """Import the ASGI server ``name``, set its socket read size, return its ``serve``.
+
+    Imported here, not at the top: only the one in use costs memory.
+    """
+    if name == "hypercorn":
+        tcp_server = importlib.import_module("hypercorn.trio.tcp_server")
+        serve_fn = importlib.import_module("hypercorn.trio").serve
+    else:
+        tcp_server = importlib.import_module("anycorn.tcp_server")
+        serve_fn = importlib.import_module("anycorn").serve
+    tcp_server.MAX_RECV = SOCKET_READ
+    return serve_fn  # type: ignore[no-any-return]
 
 
 @asynccontextmanager

@@ -18,8 +18,11 @@ only tests for emptiness); hypercorn ``bytes()``-copies h11's ``Data``; ``Reques
 copies into the pipeline's buffer, the only copy made here. All of hypercorn's and h11's
 together cost ~0.65 s of CPU per GiB at 512 KiB reads (``streamd.server.SOCKET_READ``, now
 128 KiB to keep a connection small).
-Download, 1: hypercorn ``bytes()``-copies each body it is given, so a ``memoryview`` of the
-store's reused buffer costs the same as ``bytes`` would, and is sent as is.
+Download of a local file (the file store) under anycorn, on plaintext HTTP/1.1: 0, with
+``os.sendfile`` (``http.response.zerocopysend``) one window at a time. Otherwise (an object
+store, hypercorn, and later TLS or HTTP/2), 1: the server ``bytes()``-copies each body it is
+given, so a ``memoryview`` of the store's reused buffer costs the same as ``bytes`` would,
+and is sent as is. Each download logs one ``DOWNLOAD`` line saying which way it went.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from __future__ import annotations
 import functools
 import logging
 import re
+from collections.abc import AsyncIterator
 
 import trio
 
@@ -44,9 +48,9 @@ from streamd.http.rawasgi import (
     data_handler,
     require_octet_stream,
 )
-from streamd.io import ObjectNotFound, parse_byte_range
+from streamd.io import ObjectNotFound, OpenFile, parse_byte_range
 from streamd.registry import ImageRecord
-from streamd.service import transfers
+from streamd.service import downloads, transfers
 from streamd.service.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -85,7 +89,7 @@ def file_handler(rt: Runtime, auth: Authenticator) -> ASGIApp:
 
 async def _get(rt: Runtime, ctx: RequestContext, request: DataRequest, *, head: bool) -> None:
     headers, response = request.headers, request.response
-    record = await transfers.image_for_download(rt, ctx, request.image_id)
+    record = await downloads.image_for_download(rt, ctx, request.image_id)
     if record.location is None or record.size is None:
         await response.empty(204)  # Glance: an image without data answers 204
         return
@@ -123,47 +127,87 @@ async def _get(rt: Runtime, ctx: RequestContext, request: DataRequest, *, head: 
     if head or length == 0:
         await response.empty(status, out)
         return
-    await _stream(rt, record, offset, length, status, out, request.receive, response)
+    async with downloads.open_download(rt, record, offset, length,
+                                       zero_copy=request.zero_copy) as download:
+        if download.file is not None:
+            await response.start(status, out)
+            via = "sendfile"
+            sent = await _send_file(download.file, offset, length, request.receive, response,
+                                    window=rt.settings.sendfile_window)
+        else:
+            assert download.chunks is not None
+            via = "stream"
+            sent = await _stream(record, download.chunks, length, status, out, request.receive,
+                                 response)
+    if sent is not None:
+        log.info("DOWNLOAD image=%s offset=%d length=%d sent=%d via=%s%s", record.id, offset,
+                 length, sent, via, "" if sent == length else " stopped: client gone")
+
+
+async def _send_file(
+    file: OpenFile, offset: int, length: int, receive: Receive, response: Response, *,
+    window: int,
+) -> int:
+    """Send ``[offset, offset + length)`` of ``file`` with ``os.sendfile``, one window at a
+    time; return how many bytes went out (fewer if the client went away).
+
+    Windows, not one call: the server sends each window whole before it looks at anything
+    else, so a window bounds how late a disconnect is noticed; and while one goes out the
+    kernel is already reading the next (``will_need``), so a file that is not in the page
+    cache does not stall every window on the disk.
+    """
+    position, end = offset, offset + length
+    file.will_need(position, min(window, length))
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(_cancel_on_disconnect, receive, nursery.cancel_scope)
+        while end - position > window:
+            file.will_need(position + window, min(window, end - position - window))
+            await response.sendfile(file, position, window, more=True)
+            position += window
+        nursery.cancel_scope.cancel()
+    if end - position > window:
+        return position - offset  # the client went away
+    # the last window ends the response, outside the watch: a client that has it all may
+    # go away before the call returns, and that is no reason to count it short
+    await response.sendfile(file, position, end - position, more=False)
+    return length
 
 
 async def _stream(
-    rt: Runtime,
     record: ImageRecord,
-    offset: int,
+    chunks: AsyncIterator[memoryview | bytes],
     length: int,
     status: int,
     headers: list[tuple[str, str]],
     receive: Receive,
     response: Response,
-) -> None:
-    """Send ``[offset, offset + length)`` chunk by chunk; stop if the client goes away.
+) -> int | None:
+    """Send the chunks as they come; stop if the client goes away. Returns how many bytes
+    went out, or None when nothing was (the data is missing: 204, as Glance).
 
     The first chunk is read before the response starts, so that a store failure can still
     be answered with a status (as Glance: 204 if the data is missing, 503 if the store fails).
     """
     sent = 0
-    async with transfers.read_data(rt, record, offset, length) as chunks:
-        try:
-            first = await anext(chunks)
-        except ObjectNotFound:
-            log.error("image %s is active but its data is missing from store %s",
-                      record.id, record.store)
-            await response.empty(204)
-            return
-        await response.start(status, headers)
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(_cancel_on_disconnect, receive, nursery.cancel_scope)
-            await response.body(first, more=True)
-            sent += len(first)
-            async for chunk in chunks:
-                await response.body(chunk, more=True)
-                sent += len(chunk)
-            nursery.cancel_scope.cancel()
-    if sent < length:
-        log.info("DOWNLOAD image=%s offset=%d length=%d stopped after %d: client gone",
-                 record.id, offset, length, sent)
-        return
-    await response.body(b"", more=False)
+    try:
+        first = await anext(chunks)
+    except ObjectNotFound:
+        log.error("image %s is active but its data is missing from store %s",
+                  record.id, record.store)
+        await response.empty(204)
+        return None
+    await response.start(status, headers)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(_cancel_on_disconnect, receive, nursery.cancel_scope)
+        await response.body(first, more=True)
+        sent += len(first)
+        async for chunk in chunks:
+            await response.body(chunk, more=True)
+            sent += len(chunk)
+        nursery.cancel_scope.cancel()
+    if sent == length:
+        await response.body(b"", more=False)
+    return sent
 
 
 async def _cancel_on_disconnect(receive: Receive, scope: trio.CancelScope) -> None:

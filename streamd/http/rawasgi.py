@@ -25,11 +25,12 @@ from streamd.auth import Authenticator
 from streamd.context import RequestContext
 from streamd.errors import MethodNotAllowed, UnsupportedMediaType
 from streamd.http.errors import describe, error_body
-from streamd.io import SourceAborted, StoreFull
+from streamd.io import OpenFile, SourceAborted, StoreFull
 
 log = logging.getLogger(__name__)
 
 OCTET_STREAM = "application/octet-stream"
+ZERO_COPY_SEND = "http.response.zerocopysend"  # the ASGI extension a server offers per request
 
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
@@ -140,6 +141,12 @@ class Response:
     async def body(self, data: bytes | memoryview, *, more: bool) -> None:
         await self._send({"type": "http.response.body", "body": data, "more_body": more})
 
+    async def sendfile(self, file: OpenFile, offset: int, count: int, *, more: bool) -> None:
+        """Send ``count`` bytes of ``file`` from ``offset`` as body, with ``os.sendfile``
+        (the ``http.response.zerocopysend`` extension: only when ``DataRequest.zero_copy``)."""
+        await self._send({"type": "http.response.zerocopysend", "file": file,
+                          "offset": offset, "count": count, "more_body": more})
+
     async def empty(self, status: int, headers: list[tuple[str, str]] | None = None) -> None:
         await self.start(status, headers or [])
         await self.body(b"", more=False)
@@ -166,6 +173,9 @@ class DataRequest:
     body: RequestBody
     response: Response
     receive: Receive
+    zero_copy: bool
+    """The server sends files with ``os.sendfile`` on this connection (plaintext HTTP/1.1
+    under anycorn): ``Response.sendfile`` may be used."""
 
     @classmethod
     def of(cls, path: re.Pattern[str], scope: Scope, receive: Receive, send: Send, *,
@@ -181,6 +191,7 @@ class DataRequest:
             body=RequestBody(receive, idle_timeout=idle_timeout),
             response=Response(send),
             receive=receive,
+            zero_copy=ZERO_COPY_SEND in scope.get("extensions", {}),
         )
 
 

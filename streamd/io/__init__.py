@@ -16,7 +16,9 @@ from streamd.io.sources import BytesSource, FileSource, ZeroSource
 from streamd.io.stores import (
     FileStore,
     LinkingStore,
+    LocalFileStore,
     MemoryStore,
+    OpenFile,
     Store,
     StoreCapabilities,
     StoredObject,
@@ -24,6 +26,7 @@ from streamd.io.stores import (
     ThrottledStore,
     can_link,
     can_sweep,
+    has_local_files,
 )
 
 __all__ = [
@@ -34,7 +37,9 @@ __all__ = [
     "FileSource",
     "FileStore",
     "LinkingStore",
+    "LocalFileStore",
     "MemoryStore",
+    "OpenFile",
     "ObjectNotFound",
     "SizeCapExceeded",
     "SizeMismatch",
@@ -50,6 +55,7 @@ __all__ = [
     "ZeroSource",
     "can_link",
     "can_sweep",
+    "has_local_files",
     "ignore_sigxfsz",
     "parse_byte_range",
     "resolve_range",

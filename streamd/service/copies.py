@@ -2,7 +2,7 @@
 
 Making one (copy-image, and the stores after the first of an import): the data is read
 from the copies the image has (the first whose store answers, going on from the next at the
-same byte if a store fails: ``transfers.read_data``) and streamed through the upload
+same byte if a store fails: ``downloads.read_data``) and streamed through the upload
 pipeline into the target store, so memory stays ``chunk_size × queue_depth`` plus the
 reader's buffer whatever the image size, and no byte touches local disk. The pipeline
 hashes what it wrote; the copy counts only if its size and digests equal the ones recorded
@@ -25,7 +25,7 @@ from streamd.errors import Conflict, Forbidden, NotFound, StreamdError
 from streamd.io import StoreError, UploadResult
 from streamd.io.stores.chunks import ChunkCursor
 from streamd.registry import ImageRecord
-from streamd.service import disk_formats, transfers
+from streamd.service import disk_formats, downloads
 from streamd.service.access import visible_image
 from streamd.service.runtime import Runtime
 
@@ -52,7 +52,7 @@ async def copy_to(rt: Runtime, image_id: str, store_id: str) -> ImageRecord:
     store = rt.stores.get(store_id)
     assert image.size is not None  # active
     # a transfer slot is held, as for a download: past max_transfers the copy fails (503)
-    async with transfers.read_data(rt, image, 0, image.size) as chunks:
+    async with downloads.read_data(rt, image, 0, image.size) as chunks:
         # ChunkCursor is the ByteSource: it copies the reader's chunks into the pipeline's
         # judged again by its disk format, as Glance's copy-image does (the image may be older
         # than the inspection): a refused copy is never committed

@@ -1,4 +1,4 @@
-"""Uploads and downloads of image data: the registry's status changes around the data plane.
+"""Uploads of image data: the registry's status changes around the data plane.
 
 An upload is three steps, each one a conditional status change or the pipeline:
 
@@ -20,22 +20,17 @@ Transfers are admitted, not queued: past ``max_transfers`` the caller gets 503 w
 
 from __future__ import annotations
 
-import contextlib
-import dataclasses
 import logging
-from collections.abc import AsyncIterator
 
 import trio
 
 from streamd import policy
 from streamd.context import RequestContext
-from streamd.errors import BadRequest, Conflict, Forbidden, Gone, NotFound
+from streamd.errors import BadRequest, Conflict, Gone, NotFound
 from streamd.io import (
     ByteSource,
-    ObjectNotFound,
     SizeCapExceeded,
     Store,
-    StoreError,
     UploadResult,
 )
 from streamd.registry import ImageRecord
@@ -181,65 +176,6 @@ async def _abandon(
             await store.delete(stored.location)
         except Exception:
             log.exception("could not remove the data of failed upload %s", image_id)
-
-
-# -- download ----------------------------------------------------------------------------------
-
-
-async def image_for_download(rt: Runtime, ctx: RequestContext, image_id: str) -> ImageRecord:
-    """The image whose data ``ctx`` wants; its ``location`` is None when it has no data."""
-    record = await _get_visible(rt, ctx, image_id)
-    if record.status == "deactivated" and not ctx.is_admin:
-        raise Forbidden(
-            "The requested image has been deactivated. Image data download is forbidden."
-        )
-    if record.status not in ("active", "deactivated"):
-        # queued, saving, killed…: no data to serve (its location, if any, is not complete)
-        return dataclasses.replace(record, location=None)
-    return record
-
-
-@contextlib.asynccontextmanager
-async def read_data(
-    rt: Runtime, record: ImageRecord, offset: int, length: int
-) -> AsyncIterator[AsyncIterator[memoryview | bytes]]:
-    """Hold a transfer slot and yield the chunks of ``[offset, offset + length)``.
-
-    The bytes come from the image's first copy whose store answers; a store that fails
-    (``StoreError``, or the copy is missing), before the first byte or in the middle, is
-    left for the next copy, which goes on from the byte where the last one stopped (every
-    store reads ranges). Each chunk is valid until the next one is asked for. Raises
-    ServiceUnavailable (too many transfers); when every copy fails, the last store's
-    error surfaces on the next chunk.
-    """
-    assert record.locations
-    with rt.transfers.slot():
-        reader = _read_copies(rt, record, offset, length)
-        async with contextlib.aclosing(reader):
-            yield reader
-
-
-async def _read_copies(
-    rt: Runtime, record: ImageRecord, offset: int, length: int
-) -> AsyncIterator[memoryview | bytes]:
-    sent = 0
-    copies = record.locations
-    for n, copy in enumerate(copies):
-        last = n == len(copies) - 1
-        try:
-            store = rt.stores.holding(copy.store)
-            reader = store.read(copy.location, offset + sent, length - sent)
-            async with contextlib.aclosing(reader):  # type: ignore[type-var]
-                async for chunk in reader:
-                    sent += len(chunk)
-                    yield chunk
-            return
-        except (StoreError, ObjectNotFound) as exc:
-            if last:
-                raise
-            log.warning("READ image=%s store=%s failed after %d of %d bytes (%s); going on "
-                        "from store %s", record.id, copy.store, sent, length, exc,
-                        copies[n + 1].store)
 
 
 async def delete_data(rt: Runtime, record: ImageRecord) -> None:

@@ -169,8 +169,10 @@ def test_short_body_then_half_close(server: ServerProcess) -> None:
     with RawUpload(server, image_id, content_length=1000) as raw:
         raw.send(b"x" * 990)
         raw.sock.shutdown(socket.SHUT_WR)  # the client says it is done, 10 bytes short
-        status, _ = raw.response()  # hypercorn's own answer to a truncated body
-        assert status == 400
+        try:  # hypercorn answers a truncated body 400; anycorn closes the connection
+            assert raw.response()[0] == 400
+        except ConnectionError:
+            pass
     wait_for_status(server, image_id, "queued")
     assert temp_files(server.data_dir) == []
 

@@ -2,12 +2,15 @@
 
 from streamd.io.stores.base import (
     LinkingStore,
+    LocalFileStore,
+    OpenFile,
     Store,
     StoreCapabilities,
     StoredObject,
     SweepingStore,
     can_link,
     can_sweep,
+    has_local_files,
 )
 from streamd.io.stores.file import FileStore
 from streamd.io.stores.http import HttpStore
@@ -18,7 +21,9 @@ __all__ = [
     "FileStore",
     "HttpStore",
     "LinkingStore",
+    "LocalFileStore",
     "MemoryStore",
+    "OpenFile",
     "Store",
     "StoreCapabilities",
     "StoredObject",
@@ -26,4 +31,5 @@ __all__ = [
     "ThrottledStore",
     "can_link",
     "can_sweep",
+    "has_local_files",
 ]

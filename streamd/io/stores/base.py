@@ -5,7 +5,8 @@ A store keeps whole objects of bytes. It names them itself: ``write`` takes the 
 records and later hands back to ``read``, ``stat`` and ``delete``. Capabilities tell callers,
 and ``/v2/info/stores``, what a store can do instead of letting them find out by failing:
 callers ask ``capabilities``, never ``hasattr``. What only some stores can do has its own
-protocol (``LinkingStore``), reached through the capability (``can_link``).
+protocol (``LinkingStore``, ``LocalFileStore``, ``SweepingStore``), reached through the
+capability (``can_link``, ``has_local_files``, ``can_sweep``).
 
 Errors, for every store and every call: ``ObjectNotFound`` (no object at that location),
 ``StoreFull`` (no room: retry once space is freed), ``StoreError`` (the store failed, perhaps
@@ -16,6 +17,8 @@ Every call may be cancelled, and a cancelled ``write`` leaves nothing behind.
 
 from __future__ import annotations
 
+import contextlib
+import os
 from collections.abc import AsyncIterable, AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,7 +51,10 @@ class StoreCapabilities:
     store, whose locations are URLs that someone else wrote). ``sweeps``: the store is a
     ``SweepingStore`` (a write cut off with its process, which could not clean up, leaves
     pieces in it that ``discard_unfinished`` finds by key: Swift segments, S3 multipart
-    uploads).
+    uploads). ``local_files``: the store is a ``LocalFileStore`` (an object is a complete file
+    on this machine that ``open_file`` opens, so a download can go out with ``os.sendfile``
+    straight from the page cache). A wrapper that must see every byte (a throttle) does not
+    pass it on.
 
     A wrapper store declares what it passes on (usually its inner store's capabilities).
     """
@@ -60,6 +66,7 @@ class StoreCapabilities:
     hard_links: bool = False
     read_only: bool = False
     sweeps: bool = False
+    local_files: bool = False
 
 
 class Store(Protocol):
@@ -141,6 +148,57 @@ class LinkingStore(Store, Protocol):
 def can_link(store: Store) -> TypeGuard[LinkingStore]:
     """Does ``store`` take local files by hard link? Asks its declared capabilities."""
     return store.capabilities.hard_links
+
+
+class OpenFile:
+    """A complete object opened as a local file: ``fileno()`` and ``size``, for
+    ``os.sendfile``. The descriptor keeps the data readable even if the object is deleted
+    meanwhile (the inode lives until it is closed); close it once sent."""
+
+    def __init__(self, fd: int, size: int) -> None:
+        self._fd = fd
+        self.size = size
+
+    def fileno(self) -> int:
+        if self._fd < 0:
+            raise ValueError("the file is closed")
+        return self._fd
+
+    def will_need(self, offset: int, length: int) -> None:
+        """Start reading ``[offset, offset + length)`` into the page cache, without waiting
+        for it (``POSIX_FADV_WILLNEED``): the next window of a ``sendfile`` is read from disk
+        while this one goes out. A hint only; a file system that ignores it costs nothing."""
+        if length > 0:
+            with contextlib.suppress(OSError):
+                os.posix_fadvise(self.fileno(), offset, length, os.POSIX_FADV_WILLNEED)
+
+    def close(self) -> None:
+        """Never blocks (a local file); safe to call twice, and while cancelled."""
+        if self._fd >= 0:
+            fd, self._fd = self._fd, -1
+            os.close(fd)
+
+    def __enter__(self) -> OpenFile:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class LocalFileStore(Store, Protocol):
+    """A store that declares ``capabilities.local_files``: its objects are files on this
+    machine that a download can send with ``os.sendfile`` instead of reading them."""
+
+    async def open_file(self, location: str) -> OpenFile:
+        """Open the object at ``location`` for reading; raise ``ObjectNotFound`` if there is
+        none, ``StoreError`` if it cannot be opened. The caller closes it."""
+        ...
+
+
+def has_local_files(store: Store) -> TypeGuard[LocalFileStore]:
+    """Are ``store``'s objects local files that ``open_file`` opens? Asks its declared
+    capabilities."""
+    return store.capabilities.local_files
 
 
 class SweepingStore(Store, Protocol):

@@ -36,6 +36,7 @@ import trio
 from streamd.io import posix
 from streamd.io.errors import ObjectNotFound, StoreError
 from streamd.io.stores.base import (
+    OpenFile,
     StoreCapabilities,
     StoredObject,
     check_key,
@@ -76,7 +77,7 @@ class FileStore:
 
     capabilities = StoreCapabilities(
         ranged_reads=True, sparse_writes=True, max_readers=None, max_writers=None,
-        hard_links=True,
+        hard_links=True, local_files=True,
     )
 
     def __init__(
@@ -162,6 +163,16 @@ class FileStore:
                 remaining -= got
         finally:
             os.close(fd)  # never blocks on a local file; must run even when cancelled
+
+    async def open_file(self, location: str) -> OpenFile:
+        path = self._path(location)
+        try:
+            fd, size = await self._calls.run(posix.open_for_read, path)
+        except FileNotFoundError:
+            raise ObjectNotFound(f"no such image data in store {self.name!r}") from None
+        except OSError as exc:
+            raise self._calls.failure(exc, "read") from exc
+        return OpenFile(fd, size)
 
     async def delete(self, location: str) -> None:
         """Unlink the file; a missing file is already deleted."""

@@ -42,8 +42,9 @@ class ThrottledStore:
 
     @property
     def capabilities(self) -> StoreCapabilities:
-        """``inner``'s, less hard links (a link would move data past the pause)."""
-        return dataclasses.replace(self.inner.capabilities, hard_links=False)
+        """``inner``'s, less hard links and local files (a link or a sendfile would move
+        data past the pause)."""
+        return dataclasses.replace(self.inner.capabilities, hard_links=False, local_files=False)
 
     async def write(
         self, chunks: AsyncIterable[memoryview], *, key: str, size: int | None = None
