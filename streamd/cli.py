@@ -9,6 +9,7 @@ import sys
 
 from streamd.config import ConfigError, Settings, load_settings
 from streamd.errors import StreamdError
+from streamd.request_ids import RequestIdLogFilter
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -141,8 +142,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     # the pid tells the processes apart when workers > 1
-    logging.basicConfig(level=logging.INFO,
-                        format="%(asctime)s %(process)d %(levelname)s %(name)s %(message)s")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(process)d %(levelname)s "
+                        "%(name)s [%(request_id)s] %(message)s")
+    for handler in logging.getLogger().handlers:  # the request a line was logged for, or -
+        handler.addFilter(RequestIdLogFilter())
     logging.getLogger("alembic").setLevel(logging.WARNING)
     args = build_parser().parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)

@@ -16,8 +16,9 @@ The rules are Glance's defaults:
   admin) adds and removes them; a member answers the offer (pending, accepted, rejected) and
   only for itself — the owner may not answer for it (admins may). A member sees only its own
   member entry; the owner sees them all.
-- **Deactivate / reactivate**: admins only (the Image API reference's default), and only
-  between ``active`` and ``deactivated``; a deactivated image's data is served to admins only.
+- **Deactivate / reactivate**: admins and members of the owning project (Glance 33's default,
+  ``role:admin or (role:member and project_id:%(owner)s)``), and only between ``active`` and
+  ``deactivated``; a deactivated image's data is served to admins only.
 - **Copies in several stores**: copying an image to more stores (copy-image) and removing
   one store's copy are for admins only (Glance's ``copy_image``, ``delete_image_location``).
 - **Protected properties**: custom property names matched by ``protected_properties`` are
@@ -139,10 +140,13 @@ def ensure_may_answer(ctx: RequestContext, image: ImageRecord, member_id: str) -
 
 
 def ensure_may_change_activation(ctx: RequestContext, image: ImageRecord, action: str) -> None:
-    """Admins only; and only ``active`` <-> ``deactivated`` (403 otherwise, as Glance)."""
-    if not ctx.is_admin:
-        raise Forbidden(f"You are not authorized to {action} image {image.id}: only an admin "
-                        "may deactivate or reactivate an image.")
+    """Glance 33's default rule: an admin, or a ``member`` of the owning project; and only
+    ``active`` <-> ``deactivated`` (403 otherwise, as Glance).
+
+    Anyone else who sees the image gets 403, as from Glance."""
+    if not ctx.is_admin and not (viewer(ctx).owns(image) and "member" in ctx.roles):
+        raise Forbidden(f"You are not authorized to complete {action} action: it needs the "
+                        "member role in the image's project (or admin).")
     allowed = ACTIVATION[action]
     if image.status not in allowed:
         raise Forbidden(f"Not allowed to {action} image in status '{image.status}': only "

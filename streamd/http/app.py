@@ -16,6 +16,7 @@ from quart import Response
 from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
 
+from streamd import request_ids
 from streamd.auth import Authenticator, make_authenticator
 from streamd.http import (
     data,
@@ -109,7 +110,39 @@ def create_app(rt: Runtime, authenticator: Authenticator | None = None) -> ASGIA
         if replay is not None:
             await quart_app(scope, replay, send)
 
-    return dispatch
+    return with_request_id(dispatch)
+
+
+def with_request_id(app: ASGIApp) -> ASGIApp:
+    """Every answer, data routes and errors included, carries ``x-openstack-request-id``.
+
+    The id (the request's own valid ``X-Openstack-Request-Id``, else a new one) is the current
+    request id (``streamd.request_ids``) while the request is served: in the logs, and on the
+    tasks it creates."""
+    header = request_ids.HEADER.encode()
+
+    async def app_with_id(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await app(scope, receive, send)
+            return
+        incoming = None
+        for name, value in scope["headers"]:
+            if name == header:
+                incoming = value.decode("latin-1")
+        request_id = request_ids.request_id_for(incoming)
+        id_header = (header, request_id.encode())
+
+        async def send_with_id(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                message = {**message, "headers": [
+                    *(h for h in message.get("headers", ()) if h[0].lower() != header),
+                    id_header]}
+            await send(message)
+
+        with request_ids.serving(request_id):
+            await app(scope, receive, send_with_id)
+
+    return app_with_id
 
 
 def _has_body(scope: dict[str, Any]) -> bool:

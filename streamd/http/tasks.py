@@ -1,6 +1,6 @@
 """``GET /v2/tasks`` and ``GET /v2/tasks/{id}``: asynchronous operations, as Glance shows
-them (admins only, Glance's default ``tasks_api_access``); and the raw form Glance uses for
-``GET /v2/images/{id}/tasks``.
+them (admins only, Glance's default ``tasks_api_access``); ``POST /v2/tasks``, Glance's
+legacy ``import`` task; and the raw form Glance uses for ``GET /v2/images/{id}/tasks``.
 """
 
 from __future__ import annotations
@@ -11,15 +11,17 @@ from urllib.parse import urlencode
 
 from quart import Blueprint, Response, request
 
-from streamd.http.bodies import json_response
+from streamd.http.bodies import json_body, json_response
 from streamd.http.context import context, runtime
 from streamd.http.image_view import timestamp
 from streamd.registry.tasks import TaskRecord
-from streamd.service import tasks
+from streamd.service import legacy_import, tasks
 
 bp = Blueprint("tasks", __name__)
 
 TASKS_PATH = "/v2/tasks"
+TASK_BODY = ('a task: {"type": "import", "input": {"import_from": URL, '
+             '"import_from_format": "qcow2", "image_properties": {…}}}')
 
 
 def _when(moment: dt.datetime | None) -> str | None:
@@ -75,6 +77,18 @@ async def index() -> Response:
     if page.next_marker is not None:
         body["next"] = f"{TASKS_PATH}?{urlencode([*kept, ('marker', page.next_marker)])}"
     return json_response(body)
+
+
+@bp.post(TASKS_PATH)
+async def create() -> Response:
+    """Glance's legacy ``import`` task (``streamd.service.legacy_import``): 201."""
+    ctx = context()
+    legacy_import.ensure_may_create(ctx)
+    task = await legacy_import.create_task(runtime(), ctx, await json_body(TASK_BODY))
+    # as Glance's answer to a new task: no image_id, no expires_at yet
+    view = {k: v for k, v in task_view(task).items()
+            if not (k in ("image_id", "expires_at") and v is None)}
+    return json_response(view, status=201)
 
 
 @bp.get(f"{TASKS_PATH}/<task_id>")

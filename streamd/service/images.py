@@ -143,7 +143,8 @@ async def remove_tag(rt: Runtime, ctx: RequestContext, image_id: str, tag: str) 
 
 
 async def change_activation(rt: Runtime, ctx: RequestContext, image_id: str, action: str) -> None:
-    """``deactivate`` (active -> deactivated) or ``reactivate`` (back); admins only.
+    """``deactivate`` (active -> deactivated) or ``reactivate`` (back); admins and members
+    of the owning project (``policy.ensure_may_change_activation``).
 
     Repeating one is a no-op, as in Glance. The change is conditional on the status read,
     so a concurrent upload or deletion makes it a 409 instead of a lost update.

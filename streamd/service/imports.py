@@ -70,6 +70,7 @@ from streamd.io.inspection import DiskInspection, DiskInspector
 from streamd.io.web_download import SourceUnavailable, UriFilter, UriRefused, open_web_source
 from streamd.registry import ImageRecord
 from streamd.registry.tasks import UNFINISHED, TaskRecord
+from streamd.request_ids import current_request_id
 from streamd.service import copies, disk_formats, quotas, stage_host
 from streamd.service.access import visible_image
 from streamd.service.runtime import Runtime
@@ -231,7 +232,7 @@ async def start_import(
         try:
             task = await rt.db(
                 rt.tasks.create, TASK_TYPE, owner=ctx.project_id, image_id=image_id,
-                user_id=ctx.user_id, task_id=task_id,
+                user_id=ctx.user_id, task_id=task_id, request_id=current_request_id(),
                 input={"image_id": image_id, "import_req": dict(request.body),
                        "backend": stores},
             )

@@ -152,6 +152,12 @@ class ImageJobs:
             scope.cancel()
             await done.wait()
 
+    async def wait(self, image_id: str) -> None:
+        """Return once the job on ``image_id`` (if one runs here) has ended."""
+        entry = self._jobs.get(image_id)
+        if entry is not None:
+            await entry[1].wait()
+
     async def drain(self, within: float = DRAIN_TIMEOUT) -> None:
         """Cancel every job and wait (shielded, at most ``within`` seconds) for them to end."""
         with trio.CancelScope(shield=True):

@@ -12,8 +12,10 @@ than an empty page. What it accepts, as Glance does:
 - filters ``name``, ``status``, ``container_format``, ``disk_format``, ``id`` with
   ``eq:`` or ``in:a,b`` (quote a value that contains a comma: ``in:"a,b",c``);
   ``created_at``/``updated_at`` with ``eq neq gt gte lt lte`` and an ISO 8601 time;
-  ``size_min``/``size_max``; ``protected``/``os_hidden`` ``true|false``; ``visibility``
-  (``public private shared community all``); ``owner``; ``tag`` (repeatable, all must match);
+  ``size`` (exact), ``size_min``/``size_max``, ``min_ram``/``min_disk`` (whole numbers; Glance
+  answers an empty page for ``size=abc``, streamd a 400 naming the filter); ``protected``/
+  ``os_hidden`` ``true|false``; ``visibility`` (``public private shared community all``);
+  ``owner``; ``tag`` (repeatable, all must match);
   ``member_status`` (``accepted`` by default: which of the shared images offered to the
   caller are listed, by its answer; ``all`` for any); anything else is a custom property that
   must equal the value.
@@ -42,7 +44,7 @@ OPERATOR_FIELDS = ("name", "status", "container_format", "disk_format", "id")
 # filters compared as given (no operator prefix), as in Glance
 PLAIN_FIELDS = ("owner", "checksum", "os_hash_value")
 BOOL_FIELDS = ("protected", "os_hidden")
-INT_FIELDS = ("min_ram", "min_disk")
+INT_FIELDS = ("min_ram", "min_disk", "size")  # size: exact, as Glance (also size_min/max)
 MEMBER_STATUSES = ("accepted", "pending", "rejected", "all")
 REPEATABLE = ("tag", "sort_key", "sort_dir")
 

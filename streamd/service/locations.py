@@ -50,6 +50,7 @@ from streamd.io.stores.discard import DiscardStore
 from streamd.io.url_filter import UriRefused
 from streamd.registry import ImageRecord, StoredCopy
 from streamd.registry.tasks import UNFINISHED, TaskRecord
+from streamd.request_ids import current_request_id
 from streamd.service import disk_formats, images, quotas
 from streamd.service.access import visible_image
 from streamd.service.image_patch import PATCH_V21, PatchOp, parse_patch
@@ -340,7 +341,7 @@ async def _start_verification(rt: Runtime, ctx: RequestContext, image: ImageReco
         try:
             task = await rt.db(
                 rt.tasks.create, TASK_TYPE, owner=ctx.project_id, image_id=image.id,
-                user_id=ctx.user_id, task_id=task_id,
+                user_id=ctx.user_id, task_id=task_id, request_id=current_request_id(),
                 input={"image_id": image.id, "loc_url": _shown(target.url),
                        "validation_data": {k: v for k, v in dataclasses.asdict(
                            target.validation).items() if v is not None}},

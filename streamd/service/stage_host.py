@@ -25,6 +25,7 @@ from typing import Any
 
 import httpx
 
+from streamd import request_ids
 from streamd.config import Settings
 from streamd.context import RequestContext
 from streamd.errors import StreamdError
@@ -82,6 +83,9 @@ async def forward_import(
     headers = dict(ctx.identity_headers)
     if store_header is not None:
         headers["X-Image-Meta-Store"] = store_header
+    # the task the other node records carries this request's id
+    if (request_id := request_ids.current_request_id()) is not None:
+        headers[request_ids.HEADER] = request_id
     url = f"{host}/v2/images/{image_id}/import"
     log.info("IMPORT image=%s staged on %s: forwarding the request there", image_id, host)
     try:
