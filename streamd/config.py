@@ -138,6 +138,22 @@ class Settings:
     lease_ttl: float = 60.0
     worker_self_reference_url: str | None = None
     repair_interval: float = 60.0
+    # the local read-through cache (streamd.service.cache), on when some store is cached
+    # (every swift, s3 and http store; a file store with cached = true): where its files
+    # are (None: data_dir/cache), the bytes it may hold (a hard limit: Glance's
+    # image_cache_max_size default), how long a fill may make no progress before the
+    # cleaner cancels it (Glance's image_cache_stall_time), the seconds between passes of
+    # the cleaner, the pruner and the prefetcher (queued images, at most
+    # cache_prefetch_concurrency fills at once), and whether a ranged read of an image not
+    # cached yet starts a fill of the whole image
+    cache_dir: Path | None = None
+    cache_max_size: int = 10 * GiB
+    cache_stall_time: float = 86400.0
+    cache_clean_interval: float = 600.0
+    cache_prune_interval: float = 600.0
+    cache_prefetch_interval: float = 300.0
+    cache_prefetch_concurrency: int = 2
+    cache_fill_on_range: bool = True
     # server
     # the ASGI server: "anycorn" (a hypercorn fork on AnyIO, which sends stored files with
     # os.sendfile) or "hypercorn"; bench/results/README.md has the measurements behind it
@@ -205,6 +221,10 @@ class Settings:
     @property
     def staging_dir(self) -> Path:
         return self.data_dir / "staging"
+
+    @property
+    def image_cache_dir(self) -> Path:
+        return self.cache_dir or self.data_dir / "cache"
 
 
 # each setting's type, resolved from its annotation: ``int | None``, ``tuple[str, ...]``, …
@@ -309,6 +329,14 @@ def _check(s: Settings) -> None:
         raise bad("lease_ttl", "must be at least 1 second (leases expire on whole seconds)")
     if s.repair_interval <= 0:
         raise bad("repair_interval", "must be positive")
+    if s.cache_max_size < 0:
+        raise bad("cache_max_size", "must not be negative")
+    for name in ("cache_stall_time", "cache_clean_interval", "cache_prune_interval",
+                 "cache_prefetch_interval"):
+        if getattr(s, name) <= 0:
+            raise bad(name, "must be positive")
+    if not 1 <= s.cache_prefetch_concurrency <= 64:
+        raise bad("cache_prefetch_concurrency", "must be between 1 and 64")
     if s.node_id is not None and not (0 < len(s.node_id) <= 255 and s.node_id.isprintable()):
         raise bad("node_id", "must be 1 to 255 printable characters (or unset: host name and "
                   "a digest of data_dir)")

@@ -19,9 +19,12 @@
     type = "http"             # read-only: images whose locations are URLs (no options)
     description = "images served by web servers"
 
-An ``http`` store takes no options: which URLs it may read is what web-download may fetch
-(the ``web_download_*`` settings: schemes, hosts, ports, and ``web_download_private_hosts``
-for loopback or private addresses), since both fetch URLs that users hand the server.
+Every store has ``cached``: whether downloads go through this node's read-through cache
+(``streamd.service.cache``); true by default for swift, s3 and http stores, false for a
+file store (set it for one on NFS). An ``http`` store takes no other options: which URLs
+it may read is what web-download may fetch (the ``web_download_*`` settings: schemes,
+hosts, ports, and ``web_download_private_hosts`` for loopback or private addresses), since
+both fetch URLs that users hand the server.
 
 With no ``[stores]`` table a server has one file store, ``file``, under ``data_dir/images``,
 as before multi-store. Options are checked here, once, by type, so that a typo stops
@@ -46,6 +49,7 @@ STORE_TYPES = ("file", "swift", "s3", "http")
 _OPTIONS: dict[str, dict[str, tuple[type, Any]]] = {
     "file": {
         "path": (Path, None),  # None: data_dir/images (only one file store may omit it)
+        "cached": (bool, False),  # a file store on NFS is remote too: cache it
     },
     "swift": {
         "auth_url": (str, None),
@@ -61,6 +65,7 @@ _OPTIONS: dict[str, dict[str, tuple[type, Any]]] = {
         "container": (str, "streamd"),
         "segment_size": (int, 200 * MiB),
         "create_container": (bool, True),
+        "cached": (bool, True),
     },
     "s3": {
         "endpoint": (str, None),
@@ -74,8 +79,9 @@ _OPTIONS: dict[str, dict[str, tuple[type, Any]]] = {
         "parts_in_flight": (int, 2),
         "create_bucket": (bool, True),
         "verify_tls": (bool, True),
+        "cached": (bool, True),
     },
-    "http": {},  # its URL filters are the web_download_* settings
+    "http": {"cached": (bool, True)},  # its URL filters are the web_download_* settings
 }
 _COMMON = {"type", "description"}
 SECRET_OPTIONS = frozenset({"key", "token", "secret_key"})
@@ -105,7 +111,7 @@ class StoreSpec:
 
 
 DEFAULT_FILE_STORE = StoreSpec(id="file", type="file", description="local file store",
-                               options=MappingProxyType({"path": None}))
+                               options=MappingProxyType({"path": None, "cached": False}))
 
 
 def parse_stores(

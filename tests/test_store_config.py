@@ -71,8 +71,12 @@ def test_bad_tables_name_the_store_and_the_option(
 
 def test_an_http_store_takes_no_options(tmp_path: Path) -> None:
     text = 'default_store = "local"\n[stores.local]\ntype = "file"\n[stores.web]\ntype = "http"\n'
-    web = settings_from(tmp_path, text).stores[1]
-    assert (web.id, web.type, dict(web.options), web.public_options()) == ("web", "http", {}, {})
+    local, web = settings_from(tmp_path, text).stores
+    # but whether the read-through cache is in front of it, as every store (default: not
+    # for a file store, for the others)
+    assert (web.id, web.type, dict(web.options), web.public_options()) == (
+        "web", "http", {"cached": True}, {"cached": True})
+    assert local.options["cached"] is False
     with pytest.raises(ConfigError, match=r"unknown option\(s\) path for a http store"):
         settings_from(tmp_path, text + 'path = "/srv"\n')
 

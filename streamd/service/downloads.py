@@ -3,7 +3,9 @@
 A download goes out one of two ways, and the caller (``streamd.http.data``) picks by what its
 server offers: as chunks read from a store (any store, any transport), or as an ``OpenFile``
 that the server hands to ``os.sendfile`` (a store whose objects are local files, when the
-connection is plaintext HTTP/1.1). Either way the download holds a transfer slot while it
+connection is plaintext HTTP/1.1). An image in a cached store goes through this node's
+read-through cache (``streamd.service.cache``): a complete entry is such a file too, a miss
+reads behind the image's one fill. Either way the download holds a transfer slot while it
 runs, and a copy that fails is left for the next one.
 """
 
@@ -18,6 +20,7 @@ from streamd.context import RequestContext
 from streamd.errors import Forbidden
 from streamd.io import ObjectNotFound, OpenFile, StoreError, has_local_files
 from streamd.registry import ImageRecord
+from streamd.service import cache
 from streamd.service.access import visible_image
 from streamd.service.runtime import Runtime
 
@@ -60,12 +63,22 @@ async def open_download(
     """
     assert record.locations
     with rt.transfers.slot():
+        # an image of a cached store: an entry (sent with sendfile too), behind the fill, or
+        # from the store uncached (streamd.service.cache); None: not a cached store
+        async with cache.cached_read(rt, record, offset, length, zero_copy=zero_copy,
+                                     read=read_copies) as cached:
+            if isinstance(cached, OpenFile):
+                yield Download(file=cached, chunks=None)
+                return
+            if cached is not None:
+                yield Download(file=None, chunks=cached)
+                return
         opened = await _open_local(rt, record, offset + length) if zero_copy else None
         if opened is not None:
             with opened:
                 yield Download(file=opened, chunks=None)
             return
-        reader = _read_copies(rt, record, offset, length)
+        reader = read_copies(rt, record, offset, length)
         async with contextlib.aclosing(reader):
             yield Download(file=None, chunks=reader)
 
@@ -108,9 +121,11 @@ async def read_data(
         yield download.chunks
 
 
-async def _read_copies(
+async def read_copies(
     rt: Runtime, record: ImageRecord, offset: int, length: int
 ) -> AsyncIterator[memoryview | bytes]:
+    """The bytes ``[offset, offset + length)`` from the image's copies, each failing one
+    left for the next (see ``read_data``); no slot held (the cache's fills use it)."""
     sent = 0
     copies = record.locations
     for n, copy in enumerate(copies):

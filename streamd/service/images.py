@@ -115,6 +115,8 @@ async def delete_image(rt: Runtime, ctx: RequestContext, image_id: str) -> None:
                         "protected to false (PATCH replace /protected false).")
     await _delete_data(rt, image)
     await rt.db(rt.registry.delete, image_id)
+    if rt.cache is not None:  # this node's entry; other nodes drop theirs at next use
+        await rt.cache.cache.drop(image_id)
     log.info("DELETE image=%s", image_id)
 
 

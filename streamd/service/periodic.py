@@ -1,10 +1,11 @@
 """The periodic jobs of a server, in a nursery of their own.
 
-Two jobs: the stage reaper, which removes stages left unchanged for ``stage_max_age``
-(``streamd.service.staging.reap_stale_stages``), and the repair, which every
-``repair_interval`` seconds puts back the uploads and imports whose lease has run out (a
-crashed node's: ``streamd.service.repair``). Only the primary process runs periodic jobs
-(``streamd.server``). ``periodic_jobs`` opens their nursery and, on
+Two jobs, and three more when this node has a read-through cache (its cleaner, pruner and
+prefetcher: ``streamd.service.cache``): the stage reaper, which removes stages left
+unchanged for ``stage_max_age`` (``streamd.service.staging.reap_stale_stages``), and the
+repair, which every ``repair_interval`` seconds puts back the uploads and imports whose
+lease has run out (a crashed node's: ``streamd.service.repair``). Only the primary process
+runs periodic jobs (``streamd.server``). ``periodic_jobs`` opens their nursery and, on
 exit, cancels them and waits until they have finished; entered inside ``open_runtime``'s
 block, it guarantees that no job still uses the registry when its engine is disposed.
 
@@ -22,6 +23,7 @@ from contextlib import asynccontextmanager
 
 import trio
 
+from streamd.service import cache, downloads
 from streamd.service.repair import repair
 from streamd.service.runtime import Runtime
 from streamd.service.staging import reap_stale_stages
@@ -41,6 +43,10 @@ async def periodic_jobs(
     async with trio.open_nursery() as nursery:
         nursery.start_soon(functools.partial(run_stage_reaper, rt, clock=clock))
         nursery.start_soon(run_repair, rt)
+        if rt.cache is not None:  # the read-through cache's upkeep (streamd.service.cache)
+            nursery.start_soon(cache.run_cleaner, rt)
+            nursery.start_soon(cache.run_pruner, rt)
+            nursery.start_soon(cache.run_prefetcher, rt, downloads.read_copies)
         try:
             yield
         finally:

@@ -2,7 +2,8 @@
 
 ``open_runtime`` is entered inside the server's nursery: the registry's engine and its
 worker-thread limiter, the stores, the staging area, the transfer slots, the import jobs and
-this node's leases (``streamd.service.leases``, renewed by tasks in that nursery) all live
+this node's leases (``streamd.service.leases``, renewed by tasks in that nursery) and the
+read-through cache (``streamd.service.node_cache``, its fills in a nursery of its own) all live
 exactly as long as that block. The runtime is a container: it runs no use case.
 Start-up repair (``streamd.service.repair``) and the periodic jobs
 (``streamd.service.periodic``) are run by whoever opens it, inside its block, so that they
@@ -12,6 +13,7 @@ are over before the registry's engine is disposed.
 from __future__ import annotations
 
 import datetime as dt
+import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -34,6 +36,7 @@ from streamd.registry import (
 from streamd.registry.tasks import TaskRegistry
 from streamd.service.jobs import ImageJobs
 from streamd.service.leases import NodeLeases
+from streamd.service.node_cache import NodeCache, open_node_cache
 from streamd.service.stores import StoreSet, open_stores
 from streamd.service.transfer_slots import TransferSlots
 
@@ -59,6 +62,8 @@ class Runtime:
     jobs: ImageJobs
     # what this node works on, held in the registry so that other nodes leave it alone
     leases: NodeLeases
+    # this node's read-through cache in front of the cached stores (None: no cached store)
+    cache: NodeCache | None = None
 
     async def db(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         """Run one registry call in a worker thread, at most ``db_threads`` at a time."""
@@ -106,13 +111,15 @@ async def open_runtime(
     *,
     primary: bool = True,
     clock: Callable[[], dt.datetime] = utcnow,
+    cache_clock: Callable[[], float] = time.time,
 ) -> AsyncIterator[Runtime]:
     """The runtime of a server whose nursery is ``nursery`` (where import jobs run, and the
     renewals of this node's leases).
 
     Only the ``primary`` process removes the temp files a crash left in the store (when
     it opens it): a worker, started later, would remove those of uploads running in the
-    others. ``clock`` (naive UTC) stamps the leases. On exit the import jobs are cancelled
+    others. ``clock`` (naive UTC) stamps the leases; ``cache_clock`` (seconds) the cache's
+entries and fills. On exit the import jobs are cancelled
     and waited for, then the engine goes.
     """
     settings.data_dir.mkdir(parents=True, exist_ok=True)
@@ -147,7 +154,10 @@ async def open_runtime(
             leases=leases,
         )
         try:
-            yield rt
+            # the cache's fills run in its own nursery, closed before the stores are
+            async with open_node_cache(settings, stores, io_limiter,
+                                       clock=cache_clock) as rt.cache:
+                yield rt
         finally:
             await rt.jobs.drain()  # before the engine goes: a cancelled job updates the registry
             await stores.aclose()

@@ -12,12 +12,14 @@ from streamd.io.stores.base import (
     can_sweep,
     has_local_files,
 )
+from streamd.io.stores.counting import CountingStore
 from streamd.io.stores.file import FileStore
 from streamd.io.stores.http import HttpStore
 from streamd.io.stores.memory import MemoryStore
 from streamd.io.stores.throttled import ThrottledStore
 
 __all__ = [
+    "CountingStore",
     "FileStore",
     "HttpStore",
     "LinkingStore",

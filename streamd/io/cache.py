@@ -1,0 +1,502 @@
+"""The local read-through cache: whole images as files under ``cache_dir``, filled once.
+
+Bytes only: the service layer (``streamd.service.cache``) decides which images are cached
+and hands a fill its source (the store's reader) and what to check the bytes against (size,
+xxh3); this module keeps the files, the fills, the size limit and the index.
+
+- **Single flight.** An image has at most one ``Fill`` at a time. It writes a temp file
+  (``posix.temp_path``: hidden, ``.tmp``) and every reader of that image reads behind it
+  (``Fill.read``), from the same file, as it grows: the store sees each byte once. A fill is
+  wanted while it has readers or is *pinned* (the cache's own policy wants it: a queued
+  image, a ranged read that starts a fill); one nobody wants any more is cancelled and its
+  temp file removed. Fills run in the cache's own nursery (``open_image_cache``), never in
+  a request's, so a client that goes away stops only its own reading.
+- **Integrity.** A fill becomes an entry only once its size and xxh3-128 match what it was
+  told to expect; then it is fsynced and renamed to ``<image_id>``. Anything else is
+  discarded (and reported: ``on_event``). A temp name is never served after a restart: the
+  start-up scan removes every temp file (a ``kill -9`` mid-fill leaves only temp names).
+- **A hard limit.** Complete entries plus the sizes of the fills in flight (reserved when a
+  fill starts) never exceed ``max_size``: a fill that would pass it evicts least-recently
+  used entries first, and if it still does not fit it is refused (the caller reads the
+  store, uncached).
+- **The index** is a small JSON file in ``cache_dir`` (``index.json``), written atomically
+  on every change of the set of entries, and with the hit counts and access times at each
+  upkeep pass and at close. It is local, not in the registry, because the cache is per node:
+  its entries live and die with this node's files (another node neither has them nor can
+  check them), and hits and access times change at every download, which would be write
+  load on the shared registry for what only this node reads. The registry stays the
+  authority on what an image's bytes are: an entry holds the size and xxh3 it was verified
+  against, and the service layer drops it when the registry says otherwise. A file
+  without an index entry (a crash between the rename and the index write) is removed at
+  start-up, as is an entry whose file is gone or has another size.
+- One process per ``cache_dir``: an ``flock`` on ``cache_dir/.lock``; another process
+  (a worker, when ``workers`` > 1) gets ``CacheBusy`` and serves without a cache.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import errno
+import fcntl
+import json
+import logging
+import os
+import time
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import trio
+import xxhash
+
+from streamd.io import posix
+from streamd.io.errors import StoreError
+from streamd.io.stores.base import OpenFile
+from streamd.units import KiB
+
+log = logging.getLogger(__name__)
+
+INDEX = "index.json"
+LOCK = ".lock"
+READ_CHUNK = 512 * KiB  # a reader's buffer: as the file store's reads
+# a fill's reservation is the image's size: the file is written sparse-free, whole
+
+# (event, image_id, bytes): "start", then one of "complete", "cancelled", "failed",
+# "mismatch" per fill; "evict" per entry evicted; "uncached" per fill refused for room
+EventHook = Callable[[str, str, int], None]
+ChunkSource = Callable[[], AsyncIterator[memoryview | bytes]]
+
+
+class CacheBusy(Exception):
+    """Another process holds this ``cache_dir``."""
+
+
+class FillStopped(Exception):
+    """The fill a reader read behind ended without the bytes at ``position``: the reader goes
+    on from the store."""
+
+    def __init__(self, position: int) -> None:
+        super().__init__(f"the cache fill stopped before byte {position}")
+        self.position = position
+
+
+@dataclasses.dataclass
+class CacheEntry:
+    """A complete, verified image file: what the index keeps of it (Glance's listing fields
+    are ``serial`` as ``id``, ``last_accessed``, ``last_modified``, ``size``, ``hits``)."""
+
+    image_id: str
+    size: int
+    xxh3: str
+    serial: int
+    last_modified: float
+    last_accessed: float
+    hits: int = 0
+
+
+class Fill:
+    """The one fill of an image in flight: a temp file that grows from the store's reader.
+
+    ``written`` bytes from the start of the file are there for readers; ``state`` is
+    "running", then "complete" (renamed to the entry's name) or "failed" (removed).
+    """
+
+    def __init__(self, cache: ImageCache, image_id: str, size: int, xxh3: str, *,
+                 pinned: bool, now: float) -> None:
+        self.cache = cache
+        self.image_id = image_id
+        self.size = size
+        self.xxh3 = xxh3
+        self.path = posix.temp_path(cache.root / image_id)
+        self.written = 0
+        self.state = "running"
+        self.readers = 0
+        self.pinned = pinned
+        self.last_progress = now
+        self.scope = trio.CancelScope()
+        self.done = trio.Event()
+        self._changed = trio.Event()
+
+    @property
+    def wanted(self) -> bool:
+        return self.pinned or self.readers > 0
+
+    def _notify(self) -> None:
+        self._changed.set()
+        self._changed = trio.Event()
+
+    def cancel_if_unwanted(self) -> None:
+        """Cancel the fill when nobody wants it and it still has bytes to fetch (a fill
+        that has them all is only being checked and committed: let it finish)."""
+        if not self.wanted and self.state == "running" and self.written < self.size:
+            log.info("CACHE image=%s fill cancelled: nobody reads it any more (%d of %d "
+                     "bytes)", self.image_id, self.written, self.size)
+            self.scope.cancel()
+
+    async def read(self, offset: int, length: int) -> AsyncIterator[memoryview]:
+        """Yield ``[offset, offset + length)`` as the fill writes it; raise ``FillStopped``
+        (with the first byte not yet sent) if the fill ends without it.
+
+        The reader counts as wanting the fill until this generator is closed; closing it
+        (a client gone) cancels the fill only if nobody else wants it.
+        """
+        self.readers += 1
+        fd = -1
+        try:
+            # opened in the event loop, in the same step as the state is looked at, so a
+            # rename between the two cannot be missed (a local open does not block)
+            path = self.cache.root / self.image_id if self.state == "complete" else self.path
+            try:
+                fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+            except FileNotFoundError:
+                raise FillStopped(offset) from None
+            buf = memoryview(bytearray(min(length, self.cache.read_chunk) or 1))
+            position, end = offset, offset + length
+            while position < end:
+                while self.written <= position and self.state == "running":
+                    await self._changed.wait()
+                if self.written <= position:
+                    raise FillStopped(position)
+                want = min(end, self.written) - position
+                got = await self.cache.calls.pread(fd, buf[: min(want, len(buf))], position)
+                if got == 0:
+                    raise FillStopped(position)
+                yield buf[:got]
+                position += got
+        finally:
+            if fd >= 0:
+                os.close(fd)
+            self.readers -= 1
+            self.cancel_if_unwanted()
+
+
+class ImageCache:
+    """The cache of one node; made by ``open_image_cache``, which owns its fills' nursery."""
+
+    def __init__(self, root: Path, max_size: int, *, nursery: trio.Nursery,
+                 limiter: trio.CapacityLimiter | None, clock: Callable[[], float],
+                 on_event: EventHook, read_chunk: int = READ_CHUNK) -> None:
+        self.root = root
+        self.max_size = max_size
+        self.clock = clock
+        self.read_chunk = read_chunk
+        self.calls = posix.BlockingCalls(limiter, "the image cache")
+        self.entries: dict[str, CacheEntry] = {}
+        self.queued: list[str] = []
+        self.fills: dict[str, Fill] = {}
+        self._serial = 0
+        self._nursery = nursery
+        self._on_event = on_event
+        self._save_lock = trio.Lock()
+
+    # -- size ------------------------------------------------------------------------------
+
+    @property
+    def used(self) -> int:
+        """Bytes of complete entries plus the reservations of the fills in flight."""
+        return (sum(e.size for e in self.entries.values())
+                + sum(f.size for f in self.fills.values()))
+
+    def _make_room(self, size: int) -> bool:
+        """Evict least-recently-used entries until ``size`` more bytes fit; False (nothing
+        evicted) when they cannot fit even with every entry gone."""
+        if size > self.max_size - sum(f.size for f in self.fills.values()):
+            return False
+        by_age = sorted(self.entries.values(), key=lambda e: e.last_accessed)
+        while self.used + size > self.max_size:
+            victim = by_age.pop(0)
+            self._remove(victim.image_id)
+            self._on_event("evict", victim.image_id, victim.size)
+            log.info("CACHE image=%s evicted (%d bytes, last used %.0f) to make room",
+                     victim.image_id, victim.size, victim.last_accessed)
+        return True
+
+    def _remove(self, image_id: str) -> CacheEntry | None:
+        entry = self.entries.pop(image_id, None)
+        if entry is not None:
+            # an open descriptor (a download being sent) keeps the bytes until it closes
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.root / image_id)
+        return entry
+
+    # -- entries ---------------------------------------------------------------------------
+
+    def open_entry(self, image_id: str) -> OpenFile | None:
+        """The complete entry of ``image_id`` opened for reading (a hit: its count and
+        access time move), or None."""
+        entry = self.entries.get(image_id)
+        if entry is None:
+            return None
+        try:
+            fd = os.open(self.root / image_id, os.O_RDONLY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            log.warning("CACHE image=%s entry file is gone; dropped", image_id)
+            self.entries.pop(image_id, None)
+            return None
+        entry.hits += 1
+        entry.last_accessed = self.clock()
+        return OpenFile(fd, entry.size)
+
+    async def read_file(self, opened: OpenFile, offset: int, length: int
+                        ) -> AsyncIterator[memoryview]:
+        """Yield ``[offset, offset + length)`` of an opened entry (for callers that cannot
+        ``sendfile``); the caller closes ``opened``."""
+        buf = memoryview(bytearray(min(length, self.read_chunk) or 1))
+        position, end = offset, offset + length
+        while position < end:
+            got = await self.calls.pread(opened.fileno(), buf[: min(end - position, len(buf))],
+                                         position)
+            if got == 0:
+                raise StoreError("a cache entry is shorter than recorded")
+            yield buf[:got]
+            position += got
+
+    async def drop(self, image_id: str) -> bool:
+        """Forget ``image_id``: its entry, its fill (cancelled) and its place in the queue.
+        Returns whether there was anything."""
+        found = self._remove(image_id) is not None
+        if image_id in self.queued:
+            self.queued.remove(image_id)
+            found = True
+        fill = self.fills.get(image_id)
+        if fill is not None:
+            fill.pinned = False
+            fill.scope.cancel()
+            found = True
+        if found:
+            await self.save()
+        return found
+
+    async def clear(self, *, entries: bool, queue: bool) -> int:
+        """Drop every entry (and fill), and/or empty the queue; return how many entries."""
+        count = 0
+        if entries:
+            for image_id in list(self.entries):
+                self._remove(image_id)
+                count += 1
+            for fill in self.fills.values():
+                fill.pinned = False
+                fill.scope.cancel()
+        if queue:
+            self.queued.clear()
+        await self.save()
+        return count
+
+    def queue(self, image_id: str) -> None:
+        """Remember ``image_id`` for the prefetcher (Glance's queued images)."""
+        if image_id not in self.queued and image_id not in self.entries:
+            self.queued.append(image_id)
+
+    # -- fills -----------------------------------------------------------------------------
+
+    def start_fill(self, image_id: str, size: int, xxh3: str, source: ChunkSource, *,
+                   pinned: bool) -> Fill | None:
+        """The fill of ``image_id``: the one in flight (pinned too if ``pinned``), or a new
+        one reading ``source()``; None when the image cannot fit under ``max_size``."""
+        fill = self.fills.get(image_id)
+        if fill is not None:
+            fill.pinned = fill.pinned or pinned
+            return fill
+        if not self._make_room(size):
+            self._on_event("uncached", image_id, size)
+            log.info("CACHE image=%s not cached: %d bytes do not fit in cache_max_size %d "
+                     "(%d bytes being filled)", image_id, size, self.max_size,
+                     sum(f.size for f in self.fills.values()))
+            return None
+        fill = Fill(self, image_id, size, xxh3, pinned=pinned, now=self.clock())
+        try:
+            # created here, in the event loop (a local create does not block), so that a
+            # reader attached before the fill task runs finds the file
+            fd = posix.open_new(fill.path)
+        except OSError as exc:
+            log.warning("CACHE image=%s not cached: the cache cannot create its file (%s)",
+                        image_id, exc)
+            return None
+        self.fills[image_id] = fill
+        self._on_event("start", image_id, size)
+        self._nursery.start_soon(self._run_fill, fill, source, fd)
+        return fill
+
+    async def _run_fill(self, fill: Fill, source: ChunkSource, fd: int) -> None:
+        result = "cancelled"
+        try:
+            with fill.scope:
+                hasher = xxhash.xxh3_128()
+                reader = source()
+                async with contextlib.aclosing(reader):  # type: ignore[type-var]
+                    async for chunk in reader:
+                        if fill.written + len(chunk) > fill.size:
+                            break  # more than recorded: the check below refuses it
+                        await self.calls.io("write", posix.pwrite_all, fd, chunk, fill.written)
+                        hasher.update(chunk)
+                        fill.written += len(chunk)
+                        fill.last_progress = self.clock()
+                        fill._notify()
+                digest = hasher.hexdigest()
+                if fill.written != fill.size or digest != fill.xxh3:
+                    result = "mismatch"
+                    log.error("CACHE image=%s fill discarded: the store gave %d bytes with "
+                              "xxh3 %s, the registry records %d bytes with xxh3 %s",
+                              fill.image_id, fill.written, digest, fill.size, fill.xxh3)
+                else:
+                    await self.calls.io("write", posix.truncate_and_sync, fd, fill.size)
+                    os.close(fd)
+                    fd = -1
+                    with trio.CancelScope(shield=True):  # once renamed, it is recorded
+                        await self.calls.io("write", posix.publish, fill.path,
+                                            self.root / fill.image_id)
+                        self._serial += 1
+                        now = self.clock()
+                        self.entries[fill.image_id] = CacheEntry(
+                            fill.image_id, fill.size, fill.xxh3, self._serial, now, now)
+                        fill.state = "complete"
+                        result = "complete"
+                        if fill.image_id in self.queued:
+                            self.queued.remove(fill.image_id)
+                        del self.fills[fill.image_id]
+                        fill._notify()
+                        await self.save()
+        except Exception as exc:
+            result = "failed"
+            log.warning("CACHE image=%s fill failed after %d of %d bytes: %s", fill.image_id,
+                        fill.written, fill.size, exc)
+        finally:
+            if fd >= 0:
+                os.close(fd)
+            if fill.state != "complete":
+                fill.state = "failed"
+                if self.fills.get(fill.image_id) is fill:
+                    del self.fills[fill.image_id]
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(fill.path)
+                fill._notify()
+            fill.done.set()
+            self._on_event(result, fill.image_id, fill.written)
+        if result == "complete":
+            log.info("CACHE image=%s cached (%d bytes, xxh3 verified)", fill.image_id,
+                     fill.size)
+
+    # -- upkeep ----------------------------------------------------------------------------
+
+    def prune(self) -> tuple[int, int]:
+        """Evict least-recently-used entries until the cache is within ``max_size`` (a
+        smaller ``max_size`` than at the last start); return (files, bytes) removed."""
+        files = size = 0
+        for entry in sorted(self.entries.values(), key=lambda e: e.last_accessed):
+            if self.used <= self.max_size:
+                break
+            self._remove(entry.image_id)
+            self._on_event("evict", entry.image_id, entry.size)
+            files, size = files + 1, size + entry.size
+        return files, size
+
+    async def clean(self, stall_time: float) -> int:
+        """Cancel fills that made no progress for ``stall_time`` seconds and remove files
+        that are no entry and no fill in flight (left by another run); return how many."""
+        now = self.clock()
+        removed = 0
+        for fill in list(self.fills.values()):
+            if fill.state == "running" and now - fill.last_progress > stall_time:
+                log.warning("CACHE image=%s fill stalled for %.0f s: cancelled",
+                            fill.image_id, now - fill.last_progress)
+                fill.pinned = False
+                fill.scope.cancel()
+                removed += 1
+        active = {fill.path.name for fill in self.fills.values()}
+        keep = {*self.entries, *active, INDEX, LOCK}
+        removed += await self.calls.run(_remove_strays, self.root, keep)
+        return removed
+
+    async def save(self) -> None:
+        """Write the index (entries, counts, queue) atomically."""
+        async with self._save_lock:
+            doc = json.dumps({"serial": self._serial,
+                              "entries": [dataclasses.asdict(e) for e in self.entries.values()],
+                              "queued": list(self.queued)}).encode()
+            with trio.CancelScope(shield=True):
+                await self.calls.io("write", posix.write_atomically, self.root / INDEX, doc)
+
+    def _load(self) -> None:
+        """Read the index and reconcile it with the files (blocking: at start-up)."""
+        try:
+            doc = json.loads((self.root / INDEX).read_bytes())
+        except FileNotFoundError:
+            doc = {}
+        except ValueError:
+            log.warning("cache index %s is unreadable; starting empty", self.root / INDEX)
+            doc = {}
+        self._serial = int(doc.get("serial", 0))
+        for raw in doc.get("entries", []):
+            entry = CacheEntry(**raw)
+            try:
+                size = (self.root / entry.image_id).stat().st_size
+            except FileNotFoundError:
+                continue
+            if size == entry.size:
+                self.entries[entry.image_id] = entry
+        self.queued = [i for i in doc.get("queued", []) if isinstance(i, str)]
+        removed = _remove_strays(self.root, {*self.entries, INDEX, LOCK})
+        if removed:
+            log.warning("cache %s: removed %d file(s) that were no verified entry (fills cut "
+                        "off by a crash)", self.root, removed)
+
+
+def _remove_strays(root: Path, keep: set[str]) -> int:
+    removed = 0
+    for entry in os.scandir(root):
+        if entry.name in keep or not entry.is_file(follow_symlinks=False):
+            continue
+        if posix.is_temp_name(entry.name) and entry.name.startswith(f".{INDEX}."):
+            continue  # an index being written
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(entry.path)
+            removed += 1
+    return removed
+
+
+def _lock(root: Path) -> int:
+    fd = os.open(root / LOCK, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as exc:
+        os.close(fd)
+        if exc.errno in (errno.EWOULDBLOCK, errno.EACCES):
+            raise CacheBusy(f"cache_dir {root} is used by another process") from None
+        raise
+    return fd
+
+
+@contextlib.asynccontextmanager
+async def open_image_cache(
+    root: Path, max_size: int, *, limiter: trio.CapacityLimiter | None = None,
+    clock: Callable[[], float] = time.time, on_event: EventHook = lambda *_: None,
+    read_chunk: int = READ_CHUNK,
+) -> AsyncIterator[ImageCache | None]:
+    """The cache in ``root`` for as long as the block: its index loaded, what a crash left
+    removed, its fills in a nursery of its own. On exit the fills are cancelled (their temp
+    files removed) and the index saved. None (and a warning) when another process holds
+    ``root``."""
+
+    def prepare() -> tuple[int, Path]:
+        root.mkdir(parents=True, exist_ok=True)
+        return _lock(root), root.resolve()
+
+    try:
+        lock_fd, where = await trio.to_thread.run_sync(prepare)
+    except CacheBusy as exc:
+        log.warning("%s: this process serves without a cache", exc)
+        yield None
+        return
+    try:
+        async with trio.open_nursery() as nursery:
+            cache = ImageCache(where, max_size, nursery=nursery, limiter=limiter,
+                               clock=clock, on_event=on_event, read_chunk=read_chunk)
+            await trio.to_thread.run_sync(cache._load)
+            try:
+                yield cache
+            finally:
+                nursery.cancel_scope.cancel()
+        with trio.CancelScope(shield=True):
+            await cache.save()
+    finally:
+        os.close(lock_fd)

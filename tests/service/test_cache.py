@@ -1,0 +1,340 @@
+"""The read-through cache in a runtime, on the memory store behind a counting wrapper (a
+real store, its reads counted): single flight, ranges from complete and partial entries,
+the hard limit under a burst of fills, an xxh3 mismatch discarded, deletion, and the
+cleaner and prefetcher on trio's MockClock (no sleeps)."""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from types import MappingProxyType
+
+import trio
+import trio.testing
+
+from streamd.config import Settings
+from streamd.context import RequestContext
+from streamd.io import BytesSource, MemoryStore, OpenFile, ThrottledStore
+from streamd.io.cache import INDEX
+from streamd.io.stores import CountingStore
+from streamd.registry import ImageRecord
+from streamd.service import cache, downloads, images, periodic, transfers
+from streamd.service.runtime import Runtime, open_runtime
+from streamd.store_config import StoreSpec
+from streamd.units import KiB
+
+ADMIN = RequestContext(project_id="admin", user_id="admin", roles=frozenset({"admin"}))
+SIZE = 1000 * KiB + 17
+
+
+def settings(tmp_path: Path, **kw: object) -> Settings:
+    # a file store with cached = true turns the cache on; the tests add a memory store
+    file_store = StoreSpec("file", "file", options=MappingProxyType({"path": None,
+                                                                      "cached": True}))
+    return Settings(data_dir=tmp_path / "data", stores=(file_store,), **kw)  # type: ignore[arg-type]
+
+
+@asynccontextmanager
+async def runtime(tmp_path: Path, store: object, **kw: object) -> AsyncIterator[Runtime]:
+    """A runtime whose store "mem" is ``store`` (cached)."""
+    async with trio.open_nursery() as nursery:
+        async with open_runtime(settings(tmp_path, **kw), nursery,
+                                cache_clock=trio.current_time) as rt:
+            assert rt.cache is not None
+            rt.stores.stores["mem"] = store  # type: ignore[assignment]
+            rt.cache.cached_stores.add("mem")
+            yield rt
+        nursery.cancel_scope.cancel()
+
+
+async def new_image(rt: Runtime, data: bytes) -> ImageRecord:
+    image = await rt.db(rt.registry.create, {"name": "c", "owner": "admin",
+                                             "disk_format": "raw", "container_format": "bare"})
+    return await transfers.upload(rt, ADMIN, image.id, BytesSource(data), size=len(data),
+                                  store_id="mem")
+
+
+async def read(rt: Runtime, record: ImageRecord, offset: int = 0, length: int | None = None,
+               *, zero_copy: bool = False) -> bytes:
+    assert record.size is not None
+    length = record.size - offset if length is None else length
+    async with downloads.open_download(rt, record, offset, length,
+                                       zero_copy=zero_copy) as download:
+        if download.file is not None:
+            return _pread(download.file, offset, length)
+        assert download.chunks is not None
+        return b"".join([bytes(c) async for c in download.chunks])
+
+
+def _pread(file: OpenFile, offset: int, length: int) -> bytes:
+    import os
+
+    return os.pread(file.fileno(), length, offset)
+
+
+async def settled(rt: Runtime) -> None:
+    """Wait until every fill in flight has ended."""
+    assert rt.cache is not None
+    while rt.cache.cache.fills:
+        await next(iter(rt.cache.cache.fills.values())).done.wait()
+
+
+def gated(inner: MemoryStore) -> tuple[ThrottledStore, Callable[[int], None]]:
+    """A store that lets chunks (written or read) through only as ``allow(n)`` says: ``n``
+    more from now on (0: hold every one from now on; a fill held mid-way)."""
+    allowed = [0]
+    passed = [0]
+    changed = [trio.Event()]
+
+    async def pause(_: float) -> None:
+        while passed[0] >= allowed[0]:
+            await changed[0].wait()
+        passed[0] += 1
+
+    def allow(n: int) -> None:
+        allowed[0] = passed[0] + n
+        changed[0].set()
+        changed[0] = trio.Event()
+
+    return ThrottledStore(inner, delay=0.0, sleep=pause), allow
+
+
+async def test_eight_readers_one_store_read(tmp_path: Path) -> None:
+    store = CountingStore(MemoryStore("mem"))
+    data = random.Random(1).randbytes(SIZE)
+    async with runtime(tmp_path, store) as rt:
+        record = await new_image(rt, data)
+        got: list[bytes] = []
+
+        async def reader() -> None:
+            got.append(await read(rt, record))
+
+        async with trio.open_nursery() as nursery:
+            for _ in range(8):
+                nursery.start_soon(reader)
+        assert got == [data] * 8
+        await settled(rt)
+        assert (store.reads, store.bytes_read) == (1, SIZE)  # the store saw each byte once
+        assert rt.cache is not None and record.id in rt.cache.cache.entries
+        # a hit: a complete entry goes out as a file (sendfile), no store read
+        assert await read(rt, record, zero_copy=True) == data
+        assert await read(rt, record, 5, 100) == data[5:105]
+        assert store.reads == 1
+        listing = cache.listing(rt, ADMIN)
+        assert [(e["image_id"], e["size"], e["hits"]) for e in listing["cached_images"]] == [
+            (record.id, SIZE, 2)]
+
+
+async def test_ranges_from_a_partial_and_a_complete_entry(tmp_path: Path) -> None:
+    inner = MemoryStore("mem")
+    store, allow = gated(inner)
+    data = random.Random(2).randbytes(SIZE)
+    async with runtime(tmp_path, store) as rt:
+        allow(10**6)
+        record = await new_image(rt, data)
+        allow(0)  # reads are held from here on
+        assert rt.cache is not None
+        async with trio.open_nursery() as nursery:
+            result: dict[str, bytes] = {}
+
+            async def whole() -> None:
+                result["whole"] = await read(rt, record)
+
+            store_chunks = 64 * KiB  # the memory store's chunk
+            nursery.start_soon(whole)
+            allow(4)  # the fill gets 4 chunks
+            fill = None
+            while fill is None or fill.written < 4 * store_chunks:
+                await trio.testing.wait_all_tasks_blocked()
+                fill = rt.cache.cache.fills.get(record.id)
+            # a range inside what the partial entry holds: served at once, from the file
+            assert await read(rt, record, 1000, 100_000) == data[1000:101_000]
+            assert rt.cache.cache.fills[record.id].written == 4 * store_chunks
+            allow(10**6)
+        assert result["whole"] == data
+        await settled(rt)
+        for offset, length in ((0, 1), (SIZE - 1, 1), (12345, 300_000)):
+            assert await read(rt, record, offset, length) == data[offset:offset + length]
+            assert await read(rt, record, offset, length, zero_copy=True) == \
+                data[offset:offset + length]
+
+
+async def test_a_fill_nobody_wants_is_cancelled_and_removed(tmp_path: Path) -> None:
+    store, allow = gated(MemoryStore("mem"))
+    data = random.Random(3).randbytes(SIZE)
+    async with runtime(tmp_path, store) as rt:
+        allow(10**6)
+        record = await new_image(rt, data)
+        allow(0)
+        assert rt.cache is not None
+        root = rt.cache.cache.root
+        got: dict[str, bytes] = {}
+        first_in = trio.Event()
+
+        async def first_client(scope_out: list[trio.CancelScope]) -> None:
+            with trio.CancelScope() as scope:
+                scope_out.append(scope)
+                async with downloads.open_download(rt, record, 0, SIZE, zero_copy=False) as d:
+                    assert d.chunks is not None
+                    await anext(d.chunks)
+                    first_in.set()
+                    await trio.sleep_forever()  # a slow client, then it goes away
+
+        async def second_client() -> None:
+            async with downloads.open_download(rt, record, 0, SIZE, zero_copy=False) as d:
+                assert d.chunks is not None
+                got["second"] = b"".join([bytes(c) async for c in d.chunks])
+
+        async with trio.open_nursery() as nursery:
+            scopes: list[trio.CancelScope] = []
+            nursery.start_soon(first_client, scopes)
+            allow(2)
+            await first_in.wait()
+            nursery.start_soon(second_client)
+            await trio.testing.wait_all_tasks_blocked()
+            scopes[0].cancel()  # the first client goes: the second still wants the fill
+            await trio.testing.wait_all_tasks_blocked()
+            assert record.id in rt.cache.cache.fills
+            allow(10**6)
+        assert got["second"] == data
+        await settled(rt)
+        assert record.id in rt.cache.cache.entries
+        await rt.cache.cache.drop(record.id)
+        # now a lone reader that goes away mid-fill: the fill is cancelled, nothing left
+        allow_more = 2
+        store2, allow2 = gated(MemoryStore("mem"))
+        store2.inner.objects.update(store.inner.objects)  # type: ignore[attr-defined]
+        rt.stores.stores["mem"] = store2
+        async with downloads.open_download(rt, record, 0, SIZE, zero_copy=False) as d:
+            assert d.chunks is not None
+            allow2(allow_more)
+            await anext(d.chunks)
+        await settled(rt)
+        assert record.id not in rt.cache.cache.entries
+        assert {p.name for p in root.iterdir()} <= {".lock", INDEX}
+
+
+async def test_hard_limit_under_a_burst_of_fills(tmp_path: Path) -> None:
+    store = CountingStore(MemoryStore("mem"))
+    size = 300 * KiB
+    async with runtime(tmp_path, store, cache_max_size=int(2.5 * size)) as rt:
+        assert rt.cache is not None
+        datas = [random.Random(10 + n).randbytes(size) for n in range(6)]
+        records = [await new_image(rt, d) for d in datas]
+        peak = [0]
+
+        async def reader(record: ImageRecord, data: bytes) -> None:
+            assert await read(rt, record) == data
+            peak[0] = max(peak[0], rt.cache.cache.used)  # type: ignore[union-attr]
+
+        async def watch() -> None:
+            while True:
+                peak[0] = max(peak[0], rt.cache.cache.used)  # type: ignore[union-attr]
+                await trio.lowlevel.checkpoint()
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(watch)
+            async with trio.open_nursery() as burst:
+                for record, data in zip(records, datas, strict=True):
+                    burst.start_soon(reader, record, data)
+            nursery.cancel_scope.cancel()
+        await settled(rt)
+        assert peak[0] <= 2.5 * size
+        assert len(rt.cache.cache.entries) == 2  # the rest went straight from the store
+        on_disk = sum(p.stat().st_size for p in rt.cache.cache.root.iterdir()
+                      if p.name not in (INDEX, ".lock"))
+        assert on_disk <= 2.5 * size
+        # later fills evict the least recently used entries, never pass the limit
+        for record, data in zip(records[2:], datas[2:], strict=True):
+            assert await read(rt, record) == data
+            await settled(rt)
+            assert rt.cache.cache.used <= 2.5 * size
+            assert record.id in rt.cache.cache.entries
+
+
+async def test_xxh3_mismatch_is_discarded(tmp_path: Path) -> None:
+    store = CountingStore(MemoryStore("mem"))
+    data = random.Random(4).randbytes(SIZE)
+    async with runtime(tmp_path, store) as rt:
+        record = await new_image(rt, data)
+        assert rt.cache is not None
+        inner = store.inner
+        assert isinstance(inner, MemoryStore)
+        key = next(iter(inner.objects))
+        inner.objects[key] = b"x" + data[1:]  # same size, other bytes
+        assert await read(rt, record) == b"x" + data[1:]  # what the store has
+        await settled(rt)
+        assert record.id not in rt.cache.cache.entries
+        assert {p.name for p in rt.cache.cache.root.iterdir()} <= {".lock", INDEX}
+
+
+async def test_deleting_an_image_drops_its_entry(tmp_path: Path) -> None:
+    data = random.Random(5).randbytes(SIZE)
+    async with runtime(tmp_path, CountingStore(MemoryStore("mem"))) as rt:
+        record = await new_image(rt, data)
+        await read(rt, record)
+        await settled(rt)
+        assert rt.cache is not None and record.id in rt.cache.cache.entries
+        await images.delete_image(rt, ADMIN, record.id)
+        assert record.id not in rt.cache.cache.entries
+        assert not (rt.cache.cache.root / record.id).exists()
+
+
+async def eventually(check: Callable[[], bool | Awaitable[bool]]) -> None:
+    """Let the upkeep (woken by a jump of the mock clock) run: its work is in threads."""
+    for _ in range(1000):
+        result = check()
+        if not isinstance(result, bool):
+            result = await result
+        if result:
+            return
+        await trio.to_thread.run_sync(time.sleep, 0.01)
+    raise AssertionError("never happened")
+
+
+async def test_prefetcher_and_cleaner_on_a_mock_clock(
+    tmp_path: Path, mock_clock: trio.testing.MockClock
+) -> None:
+    store, allow = gated(MemoryStore("mem"))
+    data = random.Random(6).randbytes(SIZE)
+    async with runtime(tmp_path, store, cache_prefetch_interval=300.0,
+                       cache_clean_interval=600.0, cache_stall_time=3600.0) as rt, \
+            periodic.periodic_jobs(rt):
+        assert rt.cache is not None
+        allow(10**6)
+        queued = await new_image(rt, data)
+        stalled = await new_image(rt, data[::-1])
+        c = rt.cache.cache
+        c.queue(queued.id)  # queued without waking the prefetcher: its next pass fills it
+        await trio.testing.wait_all_tasks_blocked()
+        assert queued.id not in c.entries
+        mock_clock.jump(300)
+        await eventually(lambda: queued.id in c.entries)
+        assert c.queued == []
+
+        # a fill that makes no progress (the store hangs) is cancelled by the cleaner once
+        # it has stalled for cache_stall_time, and its partial file removed
+        store2, allow2 = gated(MemoryStore("mem"))
+        store2.inner.objects.update(store.inner.objects)  # type: ignore[attr-defined]
+        rt.stores.stores["mem"] = store2
+        c.queue(stalled.id)
+        rt.cache.wake_prefetcher()  # as PUT /v2/cache/{id} does: at once
+        allow2(1)
+        await eventually(lambda: stalled.id in c.fills and c.fills[stalled.id].written > 0)
+        temp = c.fills[stalled.id].path
+        assert temp.exists()
+        mock_clock.jump(600)  # a cleaner pass: stalled for 600 s only, kept
+        await trio.testing.wait_all_tasks_blocked()
+        assert stalled.id in c.fills
+        mock_clock.jump(3000)  # stalled for more than cache_stall_time: cancelled at the
+        for _ in range(100):  # next pass (one may be busy in a thread: jump on until then)
+            if stalled.id not in c.fills:
+                break
+            mock_clock.jump(600)
+            await trio.to_thread.run_sync(time.sleep, 0.01)
+        assert stalled.id not in c.fills
+        await eventually(lambda: not temp.exists())
+        assert stalled.id not in c.entries and queued.id in c.entries
