@@ -97,6 +97,62 @@ def _metadefs(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cache(args: argparse.Namespace) -> int:
+    """``streamd cache list|queue|delete|clear|prune|clean``: this node's read-through cache,
+    through the node's own API (the running server owns the cache), as an admin: with
+    ``auth = noauth`` by the identity headers, else with ``--token`` (or ``OS_AUTH_TOKEN``)."""
+    import datetime as dt
+    import os
+
+    import httpx
+
+    settings = _settings(args)
+    url = (args.url or settings.self_url).rstrip("/")
+    token = args.token or os.environ.get("OS_AUTH_TOKEN")
+    headers = ({"X-Auth-Token": token} if token else
+               {"X-Project-Id": "admin", "X-User-Id": "streamd-cli", "X-Roles": "admin"})
+    target = {"clear": args.target if args.cache_command == "clear" else None}
+    calls = {
+        "list": [("GET", "/v2/cache", {})],
+        "queue": [("PUT", f"/v2/cache/{i}", {}) for i in getattr(args, "image_id", [])],
+        "delete": [("DELETE", f"/v2/cache/{i}", {}) for i in getattr(args, "image_id", [])],
+        "clear": [("DELETE", "/v2/cache",
+                   {"x-image-cache-clear-target": target["clear"]} if target["clear"] else {})],
+        "prune": [("POST", "/v2/cache/prune", {})],
+        "clean": [("POST", "/v2/cache/clean", {})],
+    }[args.cache_command]
+    with httpx.Client(timeout=60) as client:
+        for method, path, extra in calls:
+            try:
+                r = client.request(method, url + path, headers={**headers, **extra})
+            except httpx.HTTPError as exc:
+                print(f"streamd: the node at {url} does not answer ({exc})", file=sys.stderr)
+                return 1
+            if r.status_code >= 400:
+                try:
+                    message = r.json()["message"]
+                except (ValueError, KeyError, TypeError):
+                    message = r.text
+                print(f"streamd: {method} {path}: {r.status_code} {message}", file=sys.stderr)
+                return 1
+            if args.cache_command == "list":
+                body = r.json()
+                print(f"{'IMAGE':36}  {'SIZE':>14}  {'HITS':>6}  LAST ACCESSED")
+                for e in body["cached_images"]:
+                    when = dt.datetime.fromtimestamp(e["last_accessed"], dt.UTC)
+                    print(f"{e['image_id']:36}  {e['size']:>14}  {e['hits']:>6}  "
+                          f"{when:%Y-%m-%d %H:%M:%S}")
+                for image_id in body["queued_images"]:
+                    print(f"{image_id:36}  {'queued':>14}")
+            elif args.cache_command == "prune":
+                body = r.json()
+                print(f"pruned {body['total_files_pruned']} file(s), "
+                      f"{body['total_bytes_pruned']} bytes")
+            else:
+                print(f"{args.cache_command}: {path.rsplit('/', 1)[-1]} done")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="streamd", description=__doc__)
     parser.add_argument("--config", help="TOML settings file (also STREAMD_CONFIG)")
@@ -137,6 +193,27 @@ def build_parser() -> argparse.ArgumentParser:
         command.add_argument("--database-url")
         command.add_argument("--config", dest="config", default=argparse.SUPPRESS)
         command.set_defaults(func=_metadefs)
+
+    cache = sub.add_parser("cache", help="this node's read-through cache (through its API)")
+    cache_sub = cache.add_subparsers(dest="cache_command", required=True)
+    commands = [cache_sub.add_parser("list", help="cached and queued images")]
+    for name, what in (("queue", "queue images for the prefetcher (cached at once)"),
+                       ("delete", "drop images from the cache")):
+        command = cache_sub.add_parser(name, help=what)
+        command.add_argument("image_id", nargs="+")
+        commands.append(command)
+    clear = cache_sub.add_parser("clear", help="drop every entry and/or the queue")
+    clear.add_argument("--target", choices=("cache", "queue"), help="only this (default: both)")
+    commands += [clear,
+                 cache_sub.add_parser("prune", help="evict down to cache_max_size"),
+                 cache_sub.add_parser("clean", help="remove stalled fills and stray files")]
+    for command in commands:
+        command.add_argument("--url", help="the node's URL (default: worker_self_reference_url "
+                                           "or one made from bind)")
+        command.add_argument("--token", help="an admin's token (auth = tokens or keystone; "
+                                             "also OS_AUTH_TOKEN)")
+        command.add_argument("--config", dest="config", default=argparse.SUPPRESS)
+        command.set_defaults(func=_cache)
     return parser
 
 

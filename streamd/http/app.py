@@ -19,6 +19,7 @@ from werkzeug.exceptions import HTTPException
 from streamd import request_ids
 from streamd.auth import Authenticator, make_authenticator
 from streamd.http import (
+    cache,
     data,
     images,
     imports,
@@ -26,6 +27,7 @@ from streamd.http import (
     locations,
     members,
     metadefs,
+    metrics,
     schemas,
     staging,
     stores,
@@ -66,7 +68,7 @@ def create_quart_app(rt: Runtime, authenticator: Authenticator) -> QuartTrio:
     app.config["RESPONSE_TIMEOUT"] = rt.settings.response_timeout  # metadata routes only
     app.json.sort_keys = False  # type: ignore[attr-defined]
     for bp in (versions.bp, schemas.bp, images.bp, members.bp, info.bp, imports.bp, tasks.bp,
-               stores.bp, locations.bp, metadefs.bp):
+               stores.bp, locations.bp, metadefs.bp, cache.bp, metrics.bp):
         app.register_blueprint(bp)
 
     @app.errorhandler(HTTPException)

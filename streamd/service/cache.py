@@ -178,6 +178,14 @@ def _ensure_admin(ctx: RequestContext, action: str) -> None:
         raise Forbidden(f"You are not authorized to complete {action} action.")
 
 
+async def _image(rt: Runtime, ctx: RequestContext, image_id: str) -> ImageRecord:
+    """The image, or 404 with the message of Glance's cache API."""
+    try:
+        return await visible_image(rt, ctx, image_id)
+    except NotFound:
+        raise NotFound(f"Image {image_id} not found.") from None
+
+
 def listing(rt: Runtime, ctx: RequestContext) -> dict[str, Any]:
     """``GET /v2/cache``: the complete entries and the queued image ids, as Glance."""
     _ensure_admin(ctx, "cache_list")
@@ -194,7 +202,7 @@ def listing(rt: Runtime, ctx: RequestContext) -> dict[str, Any]:
 
 async def queue(rt: Runtime, ctx: RequestContext, image_id: str) -> None:
     """``PUT /v2/cache/{image_id}``: queue an active image and wake the prefetcher."""
-    record = await visible_image(rt, ctx, image_id)  # Glance looks the image up first
+    record = await _image(rt, ctx, image_id)  # Glance looks the image up first
     _ensure_admin(ctx, "cache_image")
     node = _node(rt)
     if record.status != "active":
@@ -209,7 +217,7 @@ async def delete(rt: Runtime, ctx: RequestContext, image_id: str) -> None:
     """``DELETE /v2/cache/{image_id}``: drop its entry, fill and place in the queue."""
     _ensure_admin(ctx, "cache_delete")
     node = _node(rt)
-    await visible_image(rt, ctx, image_id)  # 404 for an image that does not exist
+    await _image(rt, ctx, image_id)  # 404 for an image that does not exist
     await node.cache.drop(image_id)
 
 
