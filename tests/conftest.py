@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.keystone_server import KeystoneServer
 from tests.servers import ADMIN_HEADERS, ServerProcess
 
 
@@ -29,6 +30,14 @@ def make_server(tmp_path: Path) -> Iterator[object]:
     yield start
     for srv in started:
         srv.stop()
+
+
+@pytest.fixture(scope="session")
+def keystone(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KeystoneServer]:
+    """A real Keystone 30 (SQLite, fernet, gunicorn), bootstrapped: ``tests/keystone_server.py``
+    (its virtualenv, ``.venv-keystone``, is created on first use)."""
+    with KeystoneServer(tmp_path_factory.mktemp("keystone")) as server:
+        yield server
 
 
 @pytest.fixture
