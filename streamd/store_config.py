@@ -105,9 +105,10 @@ class StoreSpec:
         return self.options[name]
 
     def public_options(self) -> dict[str, Any]:
-        """The options without secrets, for ``/v2/info/stores/detail`` and logs."""
+        """The options without secrets, for ``/v2/info/stores/detail`` and logs (nor
+        ``cached``: the store's own options, as Glance lists them)."""
         return {k: (str(v) if isinstance(v, Path) else v) for k, v in self.options.items()
-                if k not in SECRET_OPTIONS and v is not None}
+                if k not in SECRET_OPTIONS and k != "cached" and v is not None}
 
 
 DEFAULT_FILE_STORE = StoreSpec(id="file", type="file", description="local file store",

@@ -75,7 +75,7 @@ def test_an_http_store_takes_no_options(tmp_path: Path) -> None:
     # but whether the read-through cache is in front of it, as every store (default: not
     # for a file store, for the others)
     assert (web.id, web.type, dict(web.options), web.public_options()) == (
-        "web", "http", {"cached": True}, {"cached": True})
+        "web", "http", {"cached": True}, {})
     assert local.options["cached"] is False
     with pytest.raises(ConfigError, match=r"unknown option\(s\) path for a http store"):
         settings_from(tmp_path, text + 'path = "/srv"\n')
