@@ -38,14 +38,16 @@ from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-import httpx
 import trio
 
 from streamd.config import ConfigError, Settings, is_loopback
 from streamd.context import RequestContext
 from streamd.errors import ServiceUnavailable, Unauthorized
+
+if TYPE_CHECKING:
+    import httpx
 
 log = logging.getLogger("streamd.auth")
 
@@ -309,6 +311,7 @@ class KeystoneTokens:
         return token, expires
 
     async def _request(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
+        import httpx  # here, not at the top: a server that never calls out does not load it
         try:
             return await self._client.request(method, url, **kwargs)
         except httpx.HTTPError as e:
@@ -338,6 +341,7 @@ async def open_authenticator(
     """The authenticator ``settings.auth`` names, with its resources (Keystone's client)."""
     _warn_if_open(settings)
     if settings.auth == "keystone":
+        import httpx  # here, not at the top: a server that never calls out does not load it
         timeout = httpx.Timeout(settings.keystone_timeout)
         async with httpx.AsyncClient(timeout=timeout) as client:
             yield KeystoneTokens(settings, client, clock)

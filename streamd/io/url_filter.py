@@ -23,11 +23,14 @@ import ipaddress
 import socket
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import httpx
 import trio
 
 from streamd.errors import BadRequest, ServiceUnavailable
+
+if TYPE_CHECKING:
+    import httpx
 
 DEFAULT_PORTS = {"http": 80, "https": 443}
 
@@ -83,6 +86,7 @@ class UrlFilter:
         """The URI parsed, if its scheme, host and port pass; else ``UriRefused``."""
         if not isinstance(uri, str) or not uri:
             raise UriRefused(f"{self.purpose} needs a URL, e.g. https://…/image.qcow2")
+        import httpx  # here, not at the top: a server that never calls out does not load it
         try:
             url = httpx.URL(uri)
         except (httpx.InvalidURL, ValueError):
@@ -156,6 +160,7 @@ async def send_filtered(
             headers={"Host": url.netloc.decode("ascii"), **headers},
             extensions={"sni_hostname": url.host} if url.scheme == "https" else {},
         )
+        import httpx  # here, not at the top: a server that never calls out does not load it
         try:
             response = await client.send(request, stream=True)
         except httpx.HTTPError as exc:

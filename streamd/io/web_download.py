@@ -17,8 +17,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-
-import httpx
+from typing import TYPE_CHECKING
 
 from streamd.io.errors import SourceAborted
 from streamd.io.url_filter import (
@@ -29,6 +28,9 @@ from streamd.io.url_filter import (
     resolve,
     send_filtered,
 )
+
+if TYPE_CHECKING:
+    import httpx
 
 __all__ = ["SourceUnavailable", "UriFilter", "UriRefused", "WebSource", "open_web_source"]
 
@@ -63,6 +65,8 @@ class WebSource:
         self.received = 0
 
     async def readinto(self, buf: memoryview) -> int:
+        import httpx  # loaded already: the response came from it
+
         while not self._pending:
             try:
                 chunk = await anext(self._chunks)
@@ -95,6 +99,7 @@ async def open_web_source(
     ``SourceUnavailable`` (unreachable, an error status).
     """
     url = uri_filter.check(uri)
+    import httpx  # here, not at the top: a server that never calls out does not load it
     timeout = httpx.Timeout(read_timeout, connect=CONNECT_TIMEOUT)
     async with httpx.AsyncClient(timeout=timeout, follow_redirects=False,
                                  trust_env=False) as client:

@@ -38,7 +38,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import httpx
 import trio
 
 from streamd import policy
@@ -231,6 +230,7 @@ async def check_target(
     size = image.size if size is None else size
     if len(url) > MAX_URL:
         raise BadRequest(f"Invalid location: a URL may be at most {MAX_URL} characters.")
+    import httpx  # here, not at the top: a server that never calls out does not load it
     try:
         parsed = httpx.URL(url)
     except (httpx.InvalidURL, ValueError):
@@ -300,6 +300,7 @@ async def _ensure_fits(rt: Runtime, image: ImageRecord, size: int) -> None:
 def _shown(url: str) -> str:
     """``url`` for messages, logs and tasks: without credentials, nor a query (which may be
     a signature)."""
+    import httpx  # here, not at the top: a server that never calls out does not load it
     try:
         parsed = httpx.URL(url)
     except (httpx.InvalidURL, ValueError):

@@ -21,15 +21,16 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from typing import Any
-
-import httpx
+from typing import TYPE_CHECKING, Any
 
 from streamd import request_ids
 from streamd.config import Settings
 from streamd.context import RequestContext
 from streamd.errors import StreamdError
 from streamd.registry import ImageRecord
+
+if TYPE_CHECKING:
+    import httpx
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +89,7 @@ async def forward_import(
         headers[request_ids.HEADER] = request_id
     url = f"{host}/v2/images/{image_id}/import"
     log.info("IMPORT image=%s staged on %s: forwarding the request there", image_id, host)
+    import httpx  # here, not at the top: a server that never calls out does not load it
     try:
         if client is None:
             async with httpx.AsyncClient(timeout=PROXY_TIMEOUT, follow_redirects=False) as own:

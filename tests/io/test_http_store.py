@@ -16,7 +16,7 @@ import pytest
 
 from streamd.io import ObjectNotFound, StoreError
 from streamd.io.errors import StoreReadOnly
-from streamd.io.stores import HttpStore
+from streamd.io.stores.http import HttpStore
 from streamd.io.url_filter import UriRefused, UrlFilter
 from streamd.units import KiB
 from tests.range_server import File, RangeServer
