@@ -130,7 +130,7 @@ def _cache(args: argparse.Namespace) -> int:
                 return 1
             if r.status_code >= 400:
                 try:
-                    message = r.json()["message"]
+                    message = r.json()["error"]["message"]
                 except (ValueError, KeyError, TypeError):
                     message = r.text
                 print(f"streamd: {method} {path}: {r.status_code} {message}", file=sys.stderr)

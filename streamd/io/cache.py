@@ -131,7 +131,16 @@ class Fill:
         if not self.wanted and self.state == "running" and self.written < self.size:
             log.info("CACHE image=%s fill cancelled: nobody reads it any more (%d of %d "
                      "bytes)", self.image_id, self.written, self.size)
-            self.scope.cancel()
+            self.cancel()
+
+    def cancel(self) -> None:
+        """Stop the fill; its temp file is removed as its task ends. It leaves the cache's
+        fills at once, so that a download arriving meanwhile starts a new one instead of
+        joining one that will not finish."""
+        self.pinned = False
+        self.scope.cancel()
+        if self.cache.fills.get(self.image_id) is self:
+            del self.cache.fills[self.image_id]
 
     async def read(self, offset: int, length: int) -> AsyncIterator[memoryview]:
         """Yield ``[offset, offset + length)`` as the fill writes it; raise ``FillStopped``
@@ -260,8 +269,7 @@ class ImageCache:
             found = True
         fill = self.fills.get(image_id)
         if fill is not None:
-            fill.pinned = False
-            fill.scope.cancel()
+            fill.cancel()
             found = True
         if found:
             await self.save()
@@ -274,9 +282,8 @@ class ImageCache:
             for image_id in list(self.entries):
                 self._remove(image_id)
                 count += 1
-            for fill in self.fills.values():
-                fill.pinned = False
-                fill.scope.cancel()
+            for fill in list(self.fills.values()):
+                fill.cancel()
         if queue:
             self.queued.clear()
         await self.save()
@@ -399,8 +406,7 @@ class ImageCache:
             if fill.state == "running" and now - fill.last_progress > stall_time:
                 log.warning("CACHE image=%s fill stalled for %.0f s: cancelled",
                             fill.image_id, now - fill.last_progress)
-                fill.pinned = False
-                fill.scope.cancel()
+                fill.cancel()
                 removed += 1
         active = {fill.path.name for fill in self.fills.values()}
         keep = {*self.entries, *active, INDEX, LOCK}

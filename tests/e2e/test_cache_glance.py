@@ -166,3 +166,32 @@ def test_the_cache_cli(cached: ServerProcess) -> None:
     missing = cli("queue", "00000000-0000-4000-8000-000000000000")
     assert missing.returncode == 1 and "404" in missing.stderr and "not found" in missing.stderr
     httpx.delete(cached.url + f"/v2/images/{image_id}", headers=ADMIN_HEADERS)
+
+
+def test_a_deactivated_image_is_not_served_from_the_cache_to_members(
+    cached: ServerProcess,
+) -> None:
+    member = {"X-Project-Id": "p-reader", "X-User-Id": "u-reader", "X-Roles": "member,reader"}
+    r = httpx.post(cached.url + "/v2/images", headers=ADMIN_HEADERS,
+                   json={"disk_format": "raw", "container_format": "bare",
+                         "visibility": "public"})
+    image_id = r.json()["id"]
+    data = random.Random(6).randbytes(150_000)
+    httpx.put(cached.url + f"/v2/images/{image_id}/file", content=data,
+              headers={**ADMIN_HEADERS, "Content-Type": "application/octet-stream"})
+    url = cached.url + f"/v2/images/{image_id}/file"
+    assert httpx.get(url, headers=member).content == data  # fills the cache
+    deadline = time.monotonic() + 30
+    while image_id not in str(httpx.get(cached.url + "/v2/cache", headers=ADMIN_HEADERS).json()):
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    httpx.post(cached.url + f"/v2/images/{image_id}/actions/deactivate",
+               headers=ADMIN_HEADERS).raise_for_status()
+    refused = httpx.get(url, headers=member)
+    assert refused.status_code == 403 and "deactivated" in refused.json()["error"]["message"]
+    assert httpx.get(url, headers=ADMIN_HEADERS).content == data  # an admin: a hit
+    entry = next(e for e in httpx.get(cached.url + "/v2/cache", headers=ADMIN_HEADERS
+                                      ).json()["cached_images"] if e["image_id"] == image_id)
+    assert entry["hits"] == 1
+    httpx.post(cached.url + f"/v2/images/{image_id}/actions/reactivate", headers=ADMIN_HEADERS)
+    httpx.delete(cached.url + f"/v2/images/{image_id}", headers=ADMIN_HEADERS)

@@ -5,6 +5,7 @@ cleaner and prefetcher on trio's MockClock (no sleeps)."""
 
 from __future__ import annotations
 
+import dataclasses
 import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -212,7 +213,10 @@ async def test_a_fill_nobody_wants_is_cancelled_and_removed(tmp_path: Path) -> N
             assert d.chunks is not None
             allow2(allow_more)
             await anext(d.chunks)
-        await settled(rt)
+            lone = rt.cache.cache.fills[record.id]
+        assert record.id not in rt.cache.cache.fills  # cancelled: a new download starts anew
+        await lone.done.wait()
+        assert lone.state == "failed"
         assert record.id not in rt.cache.cache.entries
         assert {p.name for p in root.iterdir()} <= {".lock", INDEX}
 
@@ -281,6 +285,29 @@ async def test_deleting_an_image_drops_its_entry(tmp_path: Path) -> None:
         await images.delete_image(rt, ADMIN, record.id)
         assert record.id not in rt.cache.cache.entries
         assert not (rt.cache.cache.root / record.id).exists()
+
+
+async def test_an_entry_the_registry_no_longer_backs_is_dropped(tmp_path: Path) -> None:
+    """Another node deleted the image (or it holds other data): the cleaner drops the entry,
+    and a download drops it at its next use."""
+    data = random.Random(7).randbytes(SIZE)
+    store = CountingStore(MemoryStore("mem"))
+    async with runtime(tmp_path, store) as rt:
+        assert rt.cache is not None
+        gone, changed = await new_image(rt, data), await new_image(rt, data[::-1])
+        for record in (gone, changed):
+            await read(rt, record)
+        await settled(rt)
+        assert {gone.id, changed.id} <= set(rt.cache.cache.entries)
+        await rt.db(rt.registry.delete, gone.id)  # as another node does
+        assert await cache.clean(rt) == 1
+        assert gone.id not in rt.cache.cache.entries and changed.id in rt.cache.cache.entries
+        reads = store.reads
+        other = dataclasses.replace(changed, xxh3="0" * 32)  # the registry says otherwise
+        assert await read(rt, other) == data[::-1]  # the store's bytes, not the entry's
+        await settled(rt)
+        assert store.reads == reads + 1
+        assert changed.id not in rt.cache.cache.entries  # dropped, and the refill mismatched
 
 
 async def eventually(check: Callable[[], bool | Awaitable[bool]]) -> None:
