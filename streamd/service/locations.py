@@ -10,10 +10,12 @@ downloads, ranges included, go through it like any other store.
   Glance. The URL passes the HTTP store's filters (web-download's), its size is asked
   (``stat``: HEAD), and the size counts against ``image_size_cap`` and the owner's quota.
   Without ``validation_data`` the image is ``active`` before the answer, with that size and
-  no digests (nothing is read). With it the image is ``importing`` while a job reads the
-  URL once through the hashers (md5, the given algorithm, xxh3; memory two chunks whatever
-  the size), then ``active`` with those digests, or ``queued`` again, with no location,
-  when the hash differs; the job's ``location_import`` task tells which.
+  ``os_hash_algo``, and a job (a ``location_import`` task) reads the URL once and records
+  ``checksum`` and ``os_hash_value`` (Glance 33's ``do_secure_hash``). With it the image
+  is ``importing`` while a job reads the URL once through the hashers (md5, the given
+  algorithm, xxh3; memory two chunks whatever the size), then ``active`` with those
+  digests, or ``queued`` again, with no location, when the hash differs; the job's
+  ``location_import`` task tells which.
 - ``GET /v2/images/{id}/locations``: the copies as ``{"url", "metadata": {"store"}}``, for
   admins and the ``service`` role (Glance's ``fetch_image_location``).
 - The PATCH ops ``add /locations/-``, ``replace /locations``, ``remove /locations/<n>``
@@ -138,10 +140,10 @@ async def add_location(rt: Runtime, ctx: RequestContext, image_id: str, body: An
     _ensure_formats(image)
     target = await check_target(rt, image, url, validation)
     if validation is None:
-        record = await _activate(rt, image_id, target)
-        log.info("LOCATION image=%s store=%s size=%d: active, unverified", image_id,
+        record = await _activate(rt, image_id, target, os_hash_algo=rt.settings.os_hash_algo)
+        log.info("LOCATION image=%s store=%s size=%d: active, hashing", image_id,
                  target.store, record.size)
-        return None
+        return await _start_hashing(rt, ctx, record, target)
     return await _start_verification(rt, ctx, image, target)
 
 
@@ -282,8 +284,9 @@ async def _stat(store: Store, url: str) -> int:
     except ObjectNotFound as exc:
         raise BadRequest(f"Invalid location: {exc.message}") from None
     except StoreError as exc:
-        if isinstance(exc.__cause__, UriRefused):
-            raise BadRequest(f"Invalid location: {exc.message}") from None
+        if isinstance(exc.__cause__, UriRefused):  # Glance's words, which tempest looks for
+            raise BadRequest(f"Invalid location: URI for add location does not pass "
+                             f"filtering: {_shown(url)}: {exc.message}") from None
         raise
 
 
@@ -313,17 +316,66 @@ def _shown(url: str) -> str:
 
 
 async def _activate(rt: Runtime, image_id: str, target: Target,
-                    digests: UploadResult | None = None, *, expected: str = "queued"
-                    ) -> ImageRecord:
-    """``expected`` -> active with ``target`` as the image's one copy (and ``digests``)."""
+                    digests: UploadResult | None = None, *, expected: str = "queued",
+                    os_hash_algo: str | None = None) -> ImageRecord:
+    """``expected`` -> active with ``target`` as the image's one copy (and ``digests``, or
+    the ``os_hash_algo`` its hash will be computed with)."""
     if digests is not None:  # the copy is the URL, whatever the hashing pass "stored"
         image = await rt.db(rt.registry.get, image_id)
         values = registry_values(target.store, target.url, target.size, digests,
                                  virtual_size=disk_formats.stored_virtual_size(
                                      rt.settings, image, digests.inspection))
     else:
-        values = {"size": target.size, "location": target.url, "store": target.store}
+        values = {"size": target.size, "location": target.url, "store": target.store,
+                  "os_hash_algo": os_hash_algo}
     return await rt.db(rt.registry.transition, image_id, expected, "active", values)
+
+
+async def _start_hashing(rt: Runtime, ctx: RequestContext, image: ImageRecord,
+                         target: Target) -> TaskRecord:
+    """Start the job that computes the digests of an active image's unverified location.
+
+    As Glance 33 with ``do_secure_hash``: the image is ``active`` at once with
+    ``os_hash_algo`` set, and a ``location_import`` task reads the URL once and records
+    ``checksum`` and ``os_hash_value`` (a failure leaves the image active without them, as
+    in Glance, the task saying why). Deleting the image stops the job."""
+    async with rt.jobs.reserve(image.id, "location") as reservation:
+        task_id = str(uuid.uuid4())
+        task = await rt.db(
+            rt.tasks.create, TASK_TYPE, owner=ctx.project_id, image_id=image.id,
+            user_id=ctx.user_id, task_id=task_id, request_id=current_request_id(),
+            input={"image_id": image.id, "loc_url": _shown(target.url),
+                   "validation_data": {}})
+        reservation.start(rt.nursery, lambda: _hash_active(rt, image.id, task_id, target))
+    return task
+
+
+async def _hash_active(rt: Runtime, image_id: str, task_id: str, target: Target) -> None:
+    """The job of ``_start_hashing``. Never raises but for cancellation."""
+    try:
+        await rt.db(rt.tasks.change, task_id, ["pending"], "processing")
+        image = await rt.db(rt.registry.get, image_id)
+        algo = image.os_hash_algo or rt.settings.os_hash_algo
+        digests = await _digest(rt, rt.stores.holding(target.store), target, image, algo,
+                                inspect=False)
+        await rt.db(rt.registry.update, image_id, {
+            "checksum": digests.checksum, "os_hash_algo": digests.os_hash_algo,
+            "os_hash_value": digests.os_hash_value, "xxh3": digests.xxh3},
+            expected_status=["active", "deactivated"])
+    except BaseException as exc:
+        reason = exc.message if isinstance(exc, StreamdError) else (
+            f"{type(exc).__name__}: {exc}" if isinstance(exc, Exception)
+            else "interrupted (the image was deleted, or the server stopped)")
+        log.warning("LOCATION image=%s task=%s: hash not computed: %s", image_id, task_id,
+                    reason)
+        with trio.CancelScope(shield=True):
+            await _close_task(rt, image_id, task_id, "failure", reason)
+        if not isinstance(exc, Exception):
+            raise
+        return
+    with trio.CancelScope(shield=True):
+        await _close_task(rt, image_id, task_id, "success", "")
+    log.info("LOCATION image=%s task=%s: hashed (%s)", image_id, task_id, algo)
 
 
 async def _start_verification(rt: Runtime, ctx: RequestContext, image: ImageRecord,
@@ -424,24 +476,25 @@ async def _close_task(rt: Runtime, image_id: str, task_id: str, status: str,
 # -- hashing what a location holds -------------------------------------------------------------
 
 
-async def _digest(rt: Runtime, store: Store, target: Target, image: ImageRecord
-                  ) -> UploadResult:
-    """md5, the validation's algorithm and xxh3 of the ``target.size`` bytes at its URL.
+async def _digest(rt: Runtime, store: Store, target: Target, image: ImageRecord,
+                  algo: str | None = None, *, inspect: bool = True) -> UploadResult:
+    """md5, ``algo`` (default: the validation's) and xxh3 of the ``target.size`` bytes at
+    its URL.
 
     Read once, through the upload pipeline into a ``DiscardStore``: the same hashers, format
-    inspection (data its ``disk_format`` refuses is refused, 415 in the task) and bounded
-    buffers as an upload, nothing kept.
+    inspection (with ``inspect``: data its ``disk_format`` refuses is refused, 415 in the
+    task) and bounded buffers as an upload, nothing kept.
     """
-    assert target.validation is not None
-    algo = target.validation.os_hash_algo
+    if algo is None:
+        assert target.validation is not None
+        algo = target.validation.os_hash_algo
+    accept = disk_formats.acceptor(rt.settings, image.disk_format,
+                                   image.container_format) if inspect else None
     reader = store.read(target.url, 0, target.size)
     async with contextlib.aclosing(reader):  # type: ignore[type-var]
         result = await rt.store_stream(ChunkCursor(reader), DiscardStore(), key="verify",
                                        size_cap=None, expected_size=target.size,
-                                       os_hash_algo=algo,
-                                       accept=disk_formats.acceptor(rt.settings,
-                                                                    image.disk_format,
-                                                                    image.container_format))
+                                       os_hash_algo=algo, accept=accept)
     return result
 
 

@@ -50,6 +50,7 @@ description = "local disk"
 [stores.web]
 type = "http"
 description = "images on web servers"
+cached = false  # what the http store itself reads (ranges); the cache has tests of its own
 """
 SECOND_HTTP_STORE = """
 [stores.web2]
@@ -157,8 +158,14 @@ def test_a_location_makes_the_image_active_and_downloads_read_it(
     assert (r.status_code, r.content) == (202, b"")  # Glance: 202, no body
     image = show(srv, image_id)  # active already: nothing to verify (Glance: a moment later)
     assert (image["status"], image["size"], image["stores"]) == ("active", len(DATA), "web")
-    assert image["checksum"] is None and image["os_hash_value"] is None  # nothing was read
+    assert image["os_hash_algo"] == "sha512"  # its digests come next, as Glance's do_secure_hash
     assert "locations" not in image  # show_multiple_locations is off
+    (task,) = checked(srv, image_id)  # the job read the URL once and recorded the digests
+    assert (task["type"], task["status"], task["input"]["validation_data"]) == (
+        "location_import", "success", {})
+    image = show(srv, image_id)
+    assert image["checksum"] == hashlib.md5(DATA).hexdigest()
+    assert image["os_hash_value"] == hashlib.sha512(DATA).hexdigest()
 
     whole = download(srv, image_id)
     assert whole.status_code == 200 and whole.content == DATA
@@ -282,6 +289,7 @@ def test_deleting_the_image_leaves_the_url_alone(srv: ServerProcess, origin: Ran
                                                  ) -> None:
     image_id = create_image(srv, OWNER)
     assert add_location(srv, image_id, origin.url("/copy.raw")).status_code == 202
+    checked(srv, image_id)  # the digests' read is over
     before = len(origin.requests)
     assert httpx.delete(f"{srv.url}/v2/images/{image_id}", headers=OWNER).status_code == 204
     assert [q.method for q in origin.requests[before:]] == []  # not ours to delete
