@@ -87,6 +87,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="segment_size of streamd's swift store (default 200MiB)")
     p.add_argument("--glance-swift-port", type=int, default=None,
                    help="port of the Glance on Swift (default: a free port)")
+    p.add_argument("--swift-uncached", action="store_true",
+                   help="also streamd-swift-uncached: streamd's swift store with cached = false "
+                        "(every download straight from Swift)")
     args = p.parse_args(argv)
     quick = args.quick
     skip = set().union(*args.skip)
@@ -113,6 +116,7 @@ def main(argv: list[str] | None = None) -> int:
         swift_size=args.swift_size,
         swift_segment=args.swift_segment,
         glance_swift_port=args.glance_swift_port,
+        swift_uncached=args.swift_uncached,
     )
     if opts.runs < 1:
         p.error("--runs must be at least 1")

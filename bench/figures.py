@@ -46,7 +46,8 @@ class Figure:
         return out
 
 
-LOWER_IS_BETTER_UNITS = {"ms", "s", "MiB", "cpu s/GiB"}
+# "x image" (bytes read from a store in image sizes), "bytes", "requests" (of the store)
+LOWER_IS_BETTER_UNITS = {"ms", "s", "MiB", "cpu s/GiB", "x image", "bytes", "requests"}
 
 
 class Figures:

@@ -6,8 +6,9 @@ left alone. This one runs from the same venv (``~/.cache/streamd-peers/glance-ve
 run time into the session's temp dir: ``enabled_backends = swift1:swift`` (glance_store's
 swift driver, single tenant, one container, created on the first PUT; images past
 ``segment_size`` as Glance's dynamic large objects of that segment size), its own SQLite
-database, no image cache (paste flavor ``trusted-headers``: every download reads Swift) and
-the same keystone-less, header-trusting pipeline as the peer.
+database, the peer's image cache (paste flavor ``trusted-headers+caching``, the
+centralized_db driver, 10 GiB; ``cache=False``: flavor ``trusted-headers``, every download
+reads Swift) and the same keystone-less, header-trusting pipeline as the peer.
 
 glance_store 5.x authenticates to Swift with Keystone v3 only; the project's Swift speaks
 tempauth, so ``swift_store_auth_address`` points at ``bench.keystonebridge`` (Keystone v3
@@ -49,7 +50,7 @@ public_endpoint = {url}
 show_image_direct_url = false
 show_multiple_locations = false
 lock_path = {home}/lock
-
+{cache_conf}
 [glance_store]
 default_backend = swift1
 
@@ -76,7 +77,7 @@ filesystem_store_datadir = {home}/tasks
 connection = sqlite:///{home}/glance.sqlite
 
 [paste_deploy]
-flavor = trusted-headers
+flavor = {flavor}
 config_file = {home}/etc/glance-api-paste.ini
 
 [task]
@@ -117,12 +118,22 @@ hook-master-start = unix_signal:15 gracefully_kill_them_all
 pidfile = {home}/uwsgi.pid
 """
 
-# the header-trusting pipeline of setup.sh (no authtoken, no cache), added to the wheel's paste
-_COMPOSITE = ("[composite:glance-api-trusted-headers]\n"
+# the header-trusting pipelines of setup.sh (no authtoken; without and with the image cache's
+# filter), added to the wheel's paste
+FLAVOR, CACHE_FLAVOR = "trusted-headers", "trusted-headers+caching"
+_COMPOSITE = ("[composite:glance-api-{flavor}]\n"
               "paste.composite_factory = glance.api:root_app_factory\n"
               "/: api\n/healthcheck: healthcheck\n\n")
-_PIPELINE = ("trusted-headers = cors http_proxy_to_wsgi versionnegotiation osprofiler context "
-             "rootapp\n")
+_PIPELINES = (f"{FLAVOR} = cors http_proxy_to_wsgi versionnegotiation osprofiler context "
+              "rootapp\n"
+              f"{CACHE_FLAVOR} = cors http_proxy_to_wsgi versionnegotiation osprofiler context "
+              "cache rootapp\n")
+# the peer's image cache (setup.sh): the centralized_db driver needs worker_self_reference_url
+_CACHE_CONF = """\
+image_cache_dir = {home}/cache
+image_cache_driver = centralized_db
+image_cache_max_size = 10737418240
+"""
 
 
 def glance_missing(venv: Path = GLANCE_VENV) -> str | None:
@@ -146,11 +157,12 @@ class GlanceSwift:
     def __init__(self, home: Path, port: int, *, auth_url: str, storage_url: str, user: str,
                  key: str, container: str, segment_size: int,
                  large_object_size: int = DEFAULT_LARGE_OBJECT_SIZE,
-                 venv: Path = GLANCE_VENV) -> None:
+                 venv: Path = GLANCE_VENV, cache: bool = True) -> None:
         self.home = home
         self.port = port
         self.url = f"http://127.0.0.1:{port}"
         self.venv = venv
+        self.cache = cache
         self.settings = {"auth_url": auth_url, "storage_url": storage_url, "user": user,
                          "key": key, "container": container,
                          "segment_mb": max(1, segment_size // GLANCE_MB),
@@ -176,10 +188,13 @@ class GlanceSwift:
 
     def write_config(self) -> None:
         etc = self.home / "etc"
-        for d in (etc, self.home / "staging", self.home / "tasks", self.home / "lock"):
+        for d in (etc, self.home / "staging", self.home / "tasks", self.home / "lock",
+                  self.home / "cache"):
             d.mkdir(parents=True, exist_ok=True)
         fmt = {**self.settings, "home": self.home, "url": self.url, "venv": self.venv,
-               "port": self.port, "processes": PROCESSES}
+               "port": self.port, "processes": PROCESSES,
+               "flavor": CACHE_FLAVOR if self.cache else FLAVOR,
+               "cache_conf": _CACHE_CONF.format(home=self.home) if self.cache else ""}
         (etc / "glance-api.conf").write_text(_API_CONF.format(**fmt))
         (etc / "uwsgi.ini").write_text(_UWSGI_INI.format(**fmt))
         paste = (self.venv / "etc" / "glance" / "glance-api-paste.ini").read_text()
@@ -188,8 +203,9 @@ class GlanceSwift:
                              if line.startswith("keystone+cachemanagement = "))
         if anchor not in paste:
             raise RuntimeError("Glance's glance-api-paste.ini has no [composite:api]")
-        paste = paste.replace(anchor, _COMPOSITE + anchor)
-        paste = paste.replace(last_pipeline, last_pipeline + _PIPELINE)
+        composites = "".join(_COMPOSITE.format(flavor=f) for f in (FLAVOR, CACHE_FLAVOR))
+        paste = paste.replace(anchor, composites + anchor)
+        paste = paste.replace(last_pipeline, last_pipeline + _PIPELINES)
         paste = paste.replace("disable_by_file_path = /etc/glance/healthcheck_disable",
                               f"disable_by_file_path = {self.home}/healthcheck_disable")
         (etc / "glance-api-paste.ini").write_text(paste)
@@ -252,5 +268,5 @@ class GlanceSwift:
         """Keystone-less Glance: it trusts the identity headers keystonemiddleware would set."""
         return Target(self.name, self.url, self.pid,
                       extra_headers={"X-Identity-Status": "Confirmed"},
-                      os_hash_algo="sha512", purge_cache=False, setup_concurrency=1,
+                      os_hash_algo="sha512", purge_cache=self.cache, setup_concurrency=1,
                       transfers_only=True)

@@ -24,9 +24,11 @@ STAGES = "stages"
 SWIFT = "swift"  # Swift's own ceiling: curl straight to Swift
 STREAMD_SWIFT = "streamd-swift"  # default_store a swift store
 STREAMD_S3 = "streamd-s3"  # default_store an s3 store on Swift's s3api
-GLANCE_SWIFT = "glance-swift"  # a second Glance 33 with glance_store's swift driver
-SWIFT_TARGETS = (SWIFT, STREAMD_SWIFT, STREAMD_S3, GLANCE_SWIFT)
-SWIFT_RATIO_PREFIXES = (f"{STREAMD_SWIFT}/", f"{STREAMD_S3}/")
+GLANCE_SWIFT = "glance-swift"  # a second Glance 33 with glance_store's swift driver, its cache on
+STREAMD_SWIFT_UNCACHED = "streamd-swift-uncached"  # the swift store with cached = false
+SWIFT_TARGETS = (SWIFT, STREAMD_SWIFT, STREAMD_SWIFT_UNCACHED, STREAMD_S3, GLANCE_SWIFT)
+SWIFT_RATIO_PREFIXES = (f"{STREAMD_SWIFT}/", f"{STREAMD_SWIFT_UNCACHED}/", f"{STREAMD_S3}/")
+CACHE_TARGETS = (STREAMD_SWIFT, GLANCE_SWIFT)  # the read-through cache's workloads (P1.4)
 
 
 @dataclass(frozen=True)
@@ -91,9 +93,10 @@ def ratios(figures: Figures) -> list[Ratio]:
 
 
 def swift_ratios(figures: Figures) -> list[Ratio]:
-    """streamd on Swift (swift and s3 stores) over Glance on Swift, and over Swift's own rate."""
+    """streamd on Swift (swift and s3 stores) over Glance on Swift, and over Swift's own rate;
+    the cache's hits over the static server's, its first download over the uncached store's."""
     out: list[Ratio] = []
-    for mine in (STREAMD_SWIFT, STREAMD_S3):
+    for mine in (STREAMD_SWIFT, STREAMD_SWIFT_UNCACHED, STREAMD_S3):
         figs = figures.by_target.get(mine, {})
         for name in figures.by_target.get(GLANCE_SWIFT, {}):
             if name in figs and not name.endswith((".client_cpu", ".status")):
@@ -102,6 +105,16 @@ def swift_ratios(figures: Figures) -> list[Ratio]:
         for name, fig in figures.by_target.get(SWIFT, {}).items():
             if name in figs and fig.unit == "MiB/s":
                 out.append(Ratio(f"{mine}/{SWIFT} {name}", f"{mine}:{name}", f"{SWIFT}:{name}"))
+    figs = figures.by_target.get(STREAMD_SWIFT, {})
+    for name in figures.by_target.get(STATIC, {}):
+        if name.startswith("hit.") and name in figs:
+            out.append(Ratio(f"{STREAMD_SWIFT}/{STATIC} {name}", f"{STREAMD_SWIFT}:{name}",
+                             f"{STATIC}:{name}"))
+    if figures.get(STREAMD_SWIFT_UNCACHED, "download.random.c1") and \
+            figures.get(STREAMD_SWIFT, "download.random.c1"):
+        out.append(Ratio(f"{STREAMD_SWIFT}/{STREAMD_SWIFT_UNCACHED} download.random.c1",
+                         f"{STREAMD_SWIFT}:download.random.c1",
+                         f"{STREAMD_SWIFT_UNCACHED}:download.random.c1"))
     return out
 
 
@@ -174,7 +187,8 @@ GOALS = [
 SWIFT_GOALS = [
     Goal("Swift: upload, 1 stream >= 1.5x Glance on the same Swift", ">=", 1.5,
          f"{STREAMD_SWIFT}:upload.random.c1", f"{GLANCE_SWIFT}:upload.random.c1"),
-    Goal("Swift: download (no cache), 1 stream >= 1.5x Glance on the same Swift", ">=", 1.5,
+    Goal("Swift: first download (a cache miss on both), 1 stream >= 1.5x Glance on the same "
+         "Swift", ">=", 1.5,
          f"{STREAMD_SWIFT}:download.random.c1", f"{GLANCE_SWIFT}:download.random.c1"),
     Goal("Swift: a 1 MiB ranged read answers 206 (Glance: 400)", "==", 206,
          f"{STREAMD_SWIFT}:range.random.c1.status"),
@@ -185,9 +199,35 @@ SWIFT_GOALS = [
 ]
 
 
+# the read-through cache's goals (P1.4), judged when the Swift group ran its cache workloads
+CACHE_GOALS = [
+    Goal("Swift cache: 8 clients on one cold image read it from the store once (x image "
+         "size, streamd's /metrics)", "==", 1.0,
+         f"{STREAMD_SWIFT}:cold.random.c8.store_bytes"),
+    Goal("Swift cache: 8 clients on one cold image, wall time >= 3x faster than Glance "
+         "(its cache on)", ">=", 3.0,
+         f"{STREAMD_SWIFT}:cold.random.c8", f"{GLANCE_SWIFT}:cold.random.c8"),
+    Goal("Swift cache: cache hit, 1 stream >= 1.0x Glance's cache hit", ">=", 1.0,
+         f"{STREAMD_SWIFT}:hit.random.c1", f"{GLANCE_SWIFT}:hit.random.c1"),
+    Goal("Swift cache: cache hit, 8 streams >= 0.6x the static server (one file, 8 clients)",
+         ">=", 0.6, f"{STREAMD_SWIFT}:hit.random.c8", f"{STATIC}:hit.random.c8"),
+    Goal("Swift cache: first download (miss), 1 stream >= 0.9x Swift's own GET", ">=", 0.9,
+         f"{STREAMD_SWIFT}:download.random.c1", f"{SWIFT}:download.random.c1"),
+    Goal("Swift cache: 1 MiB ranges of a cached image read 0 bytes from the store "
+         "(streamd's /metrics)", "==", 0,
+         f"{STREAMD_SWIFT}:hit.range.c1.store_bytes"),
+    Goal("Swift cache: 1 MiB ranges of a cached image, 0 GETs in Swift's proxy log", "==", 0,
+         f"{STREAMD_SWIFT}:hit.range.c1.swift_gets"),
+]
+
+
 def judge_all(figures: Figures) -> list[dict[str, Any]]:
-    """The goals; the Swift group's only when it ran (a Swift-backed target has figures)."""
+    """The goals; the Swift group's only when it ran (a Swift-backed target has figures), the
+    cache's when its workloads ran (``cold.*`` / ``hit.*`` figures)."""
     goals = list(GOALS)
     if any(t in figures.by_target for t in SWIFT_TARGETS):
         goals += SWIFT_GOALS
+    if any(n.startswith(("cold.", "hit.")) for t in CACHE_TARGETS
+           for n in figures.by_target.get(t, {})):
+        goals += CACHE_GOALS
     return [g.judge(figures) for g in goals]

@@ -31,7 +31,7 @@ from bench.workloads import Plan, TargetRun, cleanup_paged_images
 MiB = 1024 * 1024
 
 SKIPPABLE = ("streamd", "xxh3", "workers", "hypercorn", "glance", "zero", "qcow2", "range",
-             "metadata", "page10k", "stages", "static", "clients", "chart", "s3")
+             "metadata", "page10k", "stages", "static", "clients", "chart", "s3", "cache")
 
 
 @dataclass
@@ -53,6 +53,7 @@ class Options:
     swift_size: int | None = None  # bytes per Swift-group transfer; None: ``size``
     swift_segment: int = SEGMENT_SIZE  # streamd's swift store segment_size
     glance_swift_port: int | None = None  # Glance on Swift; None: a free port
+    swift_uncached: bool = False  # also streamd-swift-uncached (its swift store cached = false)
 
 
 def _stamp() -> str:
@@ -67,7 +68,8 @@ def _start_swift_group(opts: Options, tmp: Path, session: str, random_input: Inp
         tmp / "inputs" / "swift-random.raw", size)
     group = SwiftGroup(tmp=tmp, session=session, python=opts.python, size=size,
                        segment_size=opts.swift_segment, glance_port=opts.glance_swift_port,
-                       skip=opts.skip, concurrency=opts.concurrency, notes=notes)
+                       skip=opts.skip, concurrency=opts.concurrency, notes=notes,
+                       uncached=opts.swift_uncached)
     try:
         group.start(inp)
     except Exception as e:  # Swift not installed, a port taken, …: the rest still runs

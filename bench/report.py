@@ -15,6 +15,7 @@ from bench.goals import (
     STREAMD,
     STREAMD_S3,
     STREAMD_SWIFT,
+    STREAMD_SWIFT_UNCACHED,
     SWIFT,
     SWIFT_RATIO_PREFIXES,
     SWIFT_TARGETS,
@@ -22,6 +23,7 @@ from bench.goals import (
     XXH3,
     judge_all,
     ratios,
+    swift_ratios,
 )
 
 TARGET_ORDER = [STREAMD, XXH3, WORKERS, GLANCE, STATIC]
@@ -187,6 +189,12 @@ def _swift_section(figures: Figures, runs: int) -> list[str]:
         cells = [f"{t} {_cell(figures.get(t, name), runs)}" for t in targets
                  if figures.get(t, name) is not None]
         out += ["", f"`{name}`: " + ", ".join(cells)]
+    # the cache's hits over the static server's, its first download over the uncached store's
+    for r in swift_ratios(figures):
+        v = r.value(figures)
+        if v is not None and r.name.startswith((f"{STREAMD_SWIFT}/{STATIC} ",
+                                                f"{STREAMD_SWIFT}/{STREAMD_SWIFT_UNCACHED} ")):
+            out += ["", f"`{r.name}`: {v:.2f}"]
     return out
 
 

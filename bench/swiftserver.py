@@ -24,6 +24,8 @@ from pathlib import Path
 
 import httpx
 
+from bench.swiftlog import TEMPLATE
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -134,7 +136,7 @@ use = egg:swift#gatekeeper
 use = egg:swift#healthcheck
 [filter:proxy-logging]
 use = egg:swift#proxy_logging
-[filter:listing_formats]
+{access_log}[filter:listing_formats]
 use = egg:swift#listing_formats
 [filter:bulk]
 use = egg:swift#bulk
@@ -166,6 +168,8 @@ class SwiftServer:
     min_segment_size: int = 1
     max_file_size: int = 5 * 1024**3 + 2
     proxy_port: int = field(default_factory=free_port)
+    # a UDP port on loopback for the proxy's access log (bench.swiftlog); None: not sent
+    access_log_port: int | None = None
     _procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
 
     @property
@@ -201,7 +205,7 @@ class SwiftServer:
                 etc=etc, devices=devices, port=port, user=user, kind=kind))
         (etc / "proxy-server.conf").write_text(_PROXY_CONF.format(
             etc=etc, port=self.proxy_port, user=user, memcache_port=memcache_port,
-            min_segment_size=self.min_segment_size))
+            min_segment_size=self.min_segment_size, access_log=self._access_log_conf()))
         subprocess.run([SYSTEM_PYTHON, "-c", _BUILD_RINGS, str(etc),
                         *(str(ports[k]) for k in ("object", "container", "account"))],
                        check=True, capture_output=True)
@@ -217,6 +221,13 @@ class SwiftServer:
             self.stop()
             raise
         return self
+
+    def _access_log_conf(self) -> str:
+        """proxy-logging's settings that send one line per request to ``access_log_port``."""
+        if self.access_log_port is None:
+            return ""
+        return (f"access_log_udp_host = 127.0.0.1\naccess_log_udp_port = {self.access_log_port}\n"
+                f"access_log_level = INFO\nlog_msg_template = {TEMPLATE}\n")
 
     def _spawn(self, name: str, argv: list[str], logs: Path) -> None:
         with open(logs / f"{name}.log", "ab") as log:
