@@ -87,6 +87,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="segment_size of streamd's swift store (default 200MiB)")
     p.add_argument("--glance-swift-port", type=int, default=None,
                    help="port of the Glance on Swift (default: a free port)")
+    p.add_argument("--glance-swift-workers", type=int, default=2,
+                   help="uWSGI processes (1 thread each) of the Glance on Swift: requests it "
+                        "serves at once (default 2, as the peer)")
     p.add_argument("--swift-uncached", action="store_true",
                    help="also streamd-swift-uncached: streamd's swift store with cached = false "
                         "(every download straight from Swift)")
@@ -117,9 +120,12 @@ def main(argv: list[str] | None = None) -> int:
         swift_segment=args.swift_segment,
         glance_swift_port=args.glance_swift_port,
         swift_uncached=args.swift_uncached,
+        glance_swift_workers=args.glance_swift_workers,
     )
     if opts.runs < 1:
         p.error("--runs must be at least 1")
+    if opts.glance_swift_workers < 1:
+        p.error("--glance-swift-workers must be at least 1")
     run(opts, argv)
     return 0
 

@@ -157,12 +157,14 @@ class GlanceSwift:
     def __init__(self, home: Path, port: int, *, auth_url: str, storage_url: str, user: str,
                  key: str, container: str, segment_size: int,
                  large_object_size: int = DEFAULT_LARGE_OBJECT_SIZE,
-                 venv: Path = GLANCE_VENV, cache: bool = True) -> None:
+                 venv: Path = GLANCE_VENV, cache: bool = True,
+                 processes: int = PROCESSES) -> None:
         self.home = home
         self.port = port
         self.url = f"http://127.0.0.1:{port}"
         self.venv = venv
         self.cache = cache
+        self.processes = processes  # uWSGI workers of 1 thread: requests served at once
         self.settings = {"auth_url": auth_url, "storage_url": storage_url, "user": user,
                          "key": key, "container": container,
                          "segment_mb": max(1, segment_size // GLANCE_MB),
@@ -192,7 +194,7 @@ class GlanceSwift:
                   self.home / "cache"):
             d.mkdir(parents=True, exist_ok=True)
         fmt = {**self.settings, "home": self.home, "url": self.url, "venv": self.venv,
-               "port": self.port, "processes": PROCESSES,
+               "port": self.port, "processes": self.processes,
                "flavor": CACHE_FLAVOR if self.cache else FLAVOR,
                "cache_conf": _CACHE_CONF.format(home=self.home) if self.cache else ""}
         (etc / "glance-api.conf").write_text(_API_CONF.format(**fmt))

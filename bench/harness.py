@@ -54,6 +54,7 @@ class Options:
     swift_segment: int = SEGMENT_SIZE  # streamd's swift store segment_size
     glance_swift_port: int | None = None  # Glance on Swift; None: a free port
     swift_uncached: bool = False  # also streamd-swift-uncached (its swift store cached = false)
+    glance_swift_workers: int = 2  # uWSGI processes of the Glance on Swift (the peer's 2)
 
 
 def _stamp() -> str:
@@ -69,7 +70,7 @@ def _start_swift_group(opts: Options, tmp: Path, session: str, random_input: Inp
     group = SwiftGroup(tmp=tmp, session=session, python=opts.python, size=size,
                        segment_size=opts.swift_segment, glance_port=opts.glance_swift_port,
                        skip=opts.skip, concurrency=opts.concurrency, notes=notes,
-                       uncached=opts.swift_uncached)
+                       uncached=opts.swift_uncached, glance_workers=opts.glance_swift_workers)
     try:
         group.start(inp)
     except Exception as e:  # Swift not installed, a port taken, …: the rest still runs

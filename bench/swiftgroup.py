@@ -481,7 +481,8 @@ class SwiftGroup:
 
     def __init__(self, *, tmp: Path, session: str, python: str, size: int, segment_size: int,
                  glance_port: int | None, skip: set[str], concurrency: list[int],
-                 notes: list[str], uncached: bool = False) -> None:
+                 notes: list[str], uncached: bool = False,
+                 glance_workers: int = PROCESSES) -> None:
         self.tmp = tmp
         self.session = session
         self.python = python
@@ -492,6 +493,7 @@ class SwiftGroup:
         self.concurrency = concurrency
         self.notes = notes
         self.uncached = uncached  # also streamd-swift-uncached: the swift store, cached = false
+        self.glance_workers = glance_workers  # glance-swift's uWSGI processes
         self.cache = "cache" not in skip  # the cache workloads (cold.*, hit.*)
         self.access: SwiftAccessLog | None = None
         self.swift: SwiftServer | None = None
@@ -571,7 +573,8 @@ cached = {"true" if cached else "false"}
         self.glance = GlanceSwift(
             self.tmp / "glance-swift", port, auth_url=self.bridge.url,
             storage_url=self.swift.storage_url, user=SWIFT_USER, key=SWIFT_KEY,
-            container=f"glance-{tag}", segment_size=self.segment_size)
+            container=f"glance-{tag}", segment_size=self.segment_size,
+            processes=self.glance_workers)
         try:
             self.glance.start()
         except (RuntimeError, OSError, subprocess.SubprocessError) as e:
@@ -581,7 +584,8 @@ cached = {"true" if cached else "false"}
             self.glance = None
             return
         self.notes += self.glance.notes
-        self.notes.append(glance_config_note(self.size, self.segment_size, self.glance.cache))
+        self.notes.append(glance_config_note(self.size, self.segment_size, self.glance.cache,
+                                             self.glance.processes, max(self.concurrency)))
         self.targets.append(self.glance.target())
         print(f"bench: {GLANCE_SWIFT} up at {self.glance.url} (uWSGI pid {self.glance.pid()})",
               flush=True)
@@ -634,10 +638,12 @@ def glance_store_version() -> str:
     return done.stdout.strip() or "?"
 
 
-def glance_config_note(size: int, segment_size: int, cache: bool) -> str:
+def glance_config_note(size: int, segment_size: int, cache: bool, workers: int, c: int) -> str:
     what = ("its image cache on as the peer's (the cache filter in the pipeline, centralized_db "
-             f"driver; {PROCESSES} uWSGI workers of 1 thread, so of 8 clients at once "
-             f"{PROCESSES} are served and the rest wait their turn)") if cache else "no image cache"
+            "driver)") if cache else "no image cache"
+    what += f", {workers} uWSGI workers of 1 thread" + (
+        f" (the peer's {PROCESSES}: of {c} clients at once {workers} are served and the others "
+        "wait their turn; --glance-swift-workers)" if workers < c else "")
     return (
         f"glance-swift: Glance 33 (glance_store {glance_store_version()}) on the same Swift, "
         f"{what}, Swift auth through a Keystone v3 bridge to tempauth (glance_store speaks "
