@@ -16,7 +16,7 @@ from bench.figures import Figures
 STREAMD = "streamd"
 XXH3 = "streamd-xxh3"
 WORKERS = "streamd-2w"  # streamd with workers = 2: the data path on both cores
-HYPERCORN = "streamd-hypercorn"  # streamd on hypercorn instead of anycorn (no sendfile)
+ANYCORN = "streamd-anycorn"  # streamd on anycorn instead of hypercorn (sendfile downloads)
 GLANCE = "glance"
 STATIC = "static"
 STAGES = "stages"
@@ -58,11 +58,15 @@ def ratios(figures: Figures) -> list[Ratio]:
         for name in figures.by_target.get(peer, {}):
             if name in sd and not name.endswith((".client_cpu", ".loadclient")):
                 out.append(Ratio(f"{label} {name}", f"{STREAMD}:{name}", f"{peer}:{name}"))
-    hyper = figures.by_target.get(HYPERCORN, {})
-    for name in hyper:
+    for name in figures.by_target.get(ANYCORN, {}):
         if name in sd and not name.endswith((".client_cpu", ".loadclient", ".status")):
-            out.append(Ratio(f"anycorn/hypercorn {name}", f"{STREAMD}:{name}",
-                             f"{HYPERCORN}:{name}"))
+            out.append(Ratio(f"anycorn/hypercorn {name}", f"{ANYCORN}:{name}",
+                             f"{STREAMD}:{name}"))
+    for peer, label in ((GLANCE, "streamd-anycorn/glance"), (STATIC, "streamd-anycorn/static")):
+        for name in figures.by_target.get(peer, {}):
+            if name in figures.by_target.get(ANYCORN, {}) and not name.endswith(
+                    (".client_cpu", ".loadclient")):
+                out.append(Ratio(f"{label} {name}", f"{ANYCORN}:{name}", f"{peer}:{name}"))
     workers = figures.by_target.get(WORKERS, {})
     for peer, label in ((GLANCE, "streamd-2w/glance"), (STATIC, "streamd-2w/static")):
         for name in figures.by_target.get(peer, {}):

@@ -30,7 +30,7 @@ from bench.workloads import Plan, TargetRun, cleanup_paged_images
 
 MiB = 1024 * 1024
 
-SKIPPABLE = ("streamd", "xxh3", "workers", "hypercorn", "glance", "zero", "qcow2", "range",
+SKIPPABLE = ("streamd", "xxh3", "workers", "anycorn", "glance", "zero", "qcow2", "range",
              "metadata", "page10k", "stages", "static", "clients", "chart", "s3", "cache")
 
 
@@ -112,11 +112,11 @@ def run(opts: Options, argv: list[str]) -> Path:
                     "streamd-xxh3", tmp / "streamd-xxh3-data",
                     env={"STREAMD_OS_HASH_ALGO": "xxh3_128"}, python=opts.python,
                     uploads_only=True))
-            if "hypercorn" not in opts.skip:
+            if "anycorn" not in opts.skip:
                 # the same streamd on the other ASGI server (streamd.server), whole bench
                 variants.append(StreamdServer(
-                    "streamd-hypercorn", tmp / "streamd-hypercorn-data",
-                    env={"STREAMD_HTTP_SERVER": "hypercorn"}, python=opts.python))
+                    "streamd-anycorn", tmp / "streamd-anycorn-data",
+                    env={"STREAMD_HTTP_SERVER": "anycorn"}, python=opts.python))
             if "workers" not in opts.skip:
                 variants.append(StreamdServer(
                     "streamd-2w", tmp / "streamd-2w-data", env={"STREAMD_WORKERS": "2"},

@@ -157,9 +157,10 @@ class Settings:
     cache_prefetch_concurrency: int = 2
     cache_fill_on_range: bool = True
     # server
-    # the ASGI server: "anycorn" (a hypercorn fork on AnyIO, which sends stored files with
-    # os.sendfile) or "hypercorn"; bench/results/README.md has the measurements behind it
-    http_server: str = "anycorn"
+    # the ASGI server: "hypercorn", or "anycorn" (a hypercorn fork on AnyIO that sends local
+    # files with os.sendfile: downloads +45 % at 8 streams and -37 % server CPU, but uploads
+    # -8..15 % and metadata requests -25..40 %; bench/results/README.md has the table)
+    http_server: str = "hypercorn"
     # bytes handed to one os.sendfile window of a zero-copy download; the next window's
     # read-ahead is started while this one goes out
     sendfile_window: int = 8 * MiB

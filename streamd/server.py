@@ -1,9 +1,10 @@
 """``streamd serve``: the ASGI server (anycorn or hypercorn) and the runtime in one nursery.
 
-anycorn, a fork of hypercorn on AnyIO (run here on trio), is the default: it implements the
-``http.response.zerocopysend`` extension, so a download of a local file goes out with
-``os.sendfile`` instead of being copied through Python (bench/results/README.md has the
-measurements that chose it). hypercorn stays selectable (``http_server``) to compare.
+hypercorn is the default. anycorn, a fork of hypercorn on AnyIO (run here on trio), is the
+other choice (``http_server = "anycorn"``): it implements the ``http.response.zerocopysend``
+extension, so a download of a local file goes out with ``os.sendfile`` instead of being
+copied through Python; it costs more CPU per request on everything else (metadata, uploads).
+bench/results/README.md has the measurements behind the default.
 
 The nursery holds the runtime (whose import jobs run in it), the HTTP server and the worker
 processes; inside the runtime's block the primary process repairs what a crash left and

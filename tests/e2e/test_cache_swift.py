@@ -113,7 +113,8 @@ def swift_node(tmp_path_factory: pytest.TempPathFactory, swift_server: SwiftServ
     base = tmp_path_factory.mktemp("cache-swift")
     config = base / "streamd.toml"
     config.write_text(swift_toml(swift_server, uuid.uuid4().hex[:8]))
-    with ServerProcess(data_dir=base / "data", env={"STREAMD_CONFIG": str(config)}) as srv:
+    with ServerProcess(data_dir=base / "data", env={"STREAMD_CONFIG": str(config),
+                                                        "STREAMD_HTTP_SERVER": "anycorn"}) as srv:
         yield srv
 
 

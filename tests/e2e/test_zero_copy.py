@@ -1,4 +1,5 @@
-"""Zero-copy downloads (``os.sendfile`` under anycorn) and the streaming path beside them.
+"""Zero-copy downloads (``os.sendfile`` under anycorn, ``http_server = "anycorn"``) and the
+streaming path beside them (hypercorn, the default; object stores).
 
 A real server on each ASGI server: under anycorn a download from the file store goes out with
 ``os.sendfile``, under hypercorn (no ``zerocopysend``) and from an object store it is
@@ -156,7 +157,7 @@ def _start_download(srv: ServerProcess, image_id: str) -> socket.socket:
 
 
 def test_client_gone_mid_sendfile_frees_file_and_slot(make_server) -> None:  # noqa: ANN001
-    srv = make_server(env={"STREAMD_MAX_TRANSFERS": "1",
+    srv = make_server(env={"STREAMD_HTTP_SERVER": "anycorn", "STREAMD_MAX_TRANSFERS": "1",
                            "STREAMD_SENDFILE_WINDOW": str(1024 * 1024)})
     image_id = _big_image(srv)
     images = srv.data_dir / "images"
@@ -179,7 +180,8 @@ def test_client_gone_mid_sendfile_frees_file_and_slot(make_server) -> None:  # n
 
 
 def test_image_deleted_while_served(make_server) -> None:  # noqa: ANN001
-    srv = make_server(env={"STREAMD_SENDFILE_WINDOW": str(1024 * 1024)})
+    srv = make_server(env={"STREAMD_HTTP_SERVER": "anycorn",
+                           "STREAMD_SENDFILE_WINDOW": str(1024 * 1024)})
     image_id = _big_image(srv)
     sock = _start_download(srv, image_id)
     r = httpx.delete(f"{srv.url}/v2/images/{image_id}", headers=ADMIN_HEADERS)
