@@ -243,6 +243,26 @@ class SwiftRun(TargetRun):
             raise ApiError(f"curl download: HTTP {res.status}, {res.downloaded} bytes")
         self._add_transfer("download.random.c1", inp.size, res.seconds, cost)
 
+    async def _ranged_reads(self, image_id: str, size: int,
+                            rng: random.Random) -> tuple[int, list[float], str]:
+        """``RANGE_READS`` random 1 MiB ranges, one at a time: the status (206 unless one was
+        answered otherwise), their latencies, and why not when it was not 206."""
+        latencies: list[float] = []
+        for _ in range(RANGE_READS):
+            a = rng.randrange(0, size - RANGE + 1)
+            try:
+                resp = await self.client.request(
+                    "GET", f"/v2/images/{image_id}/file",
+                    {"Range": f"bytes={a}-{a + RANGE - 1}"}, max_body=RANGE)
+            except BodyTooLarge as e:
+                return 200, latencies, f"Range ignored, the whole image sent ({e})"
+            if resp.status != 206:
+                return resp.status, latencies, resp.body[:300].decode("utf-8", "replace")
+            if resp.body_size != RANGE:
+                raise ApiError(f"206 with {resp.body_size} bytes, expected {RANGE}")
+            latencies.append(resp.seconds)
+        return 206, latencies, ""
+
     def ranged_reads(self) -> None:
         """``RANGE_READS`` 1 MiB ``Range: bytes=a-b`` reads, one at a time, random offsets.
 
@@ -255,24 +275,7 @@ class SwiftRun(TargetRun):
             raise ValueError(f"image of {size} bytes is smaller than one {RANGE}-byte range")
         rng = random.Random(4321 + self.run_no)
 
-        async def go() -> tuple[int, list[float], str]:
-            latencies: list[float] = []
-            for _ in range(RANGE_READS):
-                a = rng.randrange(0, size - RANGE + 1)
-                try:
-                    resp = await self.client.request(
-                        "GET", f"/v2/images/{image_id}/file",
-                        {"Range": f"bytes={a}-{a + RANGE - 1}"}, max_body=RANGE)
-                except BodyTooLarge as e:
-                    return 200, latencies, f"Range ignored, the whole image sent ({e})"
-                if resp.status != 206:
-                    return resp.status, latencies, resp.body[:300].decode("utf-8", "replace")
-                if resp.body_size != RANGE:
-                    raise ApiError(f"206 with {resp.body_size} bytes, expected {RANGE}")
-                latencies.append(resp.seconds)
-            return 206, latencies, ""
-
-        status, latencies, why = self._a(go())
+        status, latencies, why = self._a(self._ranged_reads(image_id, size, rng))
         self._add("range.random.c1.status", "HTTP", status,
                   note="status of a 1 MiB Range: bytes=a-b read (206: served)")
         if status == 206:
@@ -416,24 +419,7 @@ class SwiftRun(TargetRun):
         rng = random.Random(8765 + self.run_no)
         before, mark = self._store_counters(), self._mark()
 
-        async def go() -> tuple[int, list[float], str]:
-            latencies: list[float] = []
-            for _ in range(RANGE_READS):
-                a = rng.randrange(0, size - RANGE + 1)
-                try:
-                    resp = await self.client.request(
-                        "GET", f"/v2/images/{image_id}/file",
-                        {"Range": f"bytes={a}-{a + RANGE - 1}"}, max_body=RANGE)
-                except BodyTooLarge as e:
-                    return 200, latencies, f"Range ignored, the whole image sent ({e})"
-                if resp.status != 206:
-                    return resp.status, latencies, resp.body[:300].decode("utf-8", "replace")
-                if resp.body_size != RANGE:
-                    raise ApiError(f"206 with {resp.body_size} bytes, expected {RANGE}")
-                latencies.append(resp.seconds)
-            return 206, latencies, ""
-
-        status, latencies, why = self._a(go())
+        status, latencies, why = self._a(self._ranged_reads(image_id, size, rng))
         self._add("hit.range.c1.status", "HTTP", status,
                   note="status of a 1 MiB Range: bytes=a-b read of a cached image")
         if status == 206:
