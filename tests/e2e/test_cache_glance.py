@@ -124,9 +124,17 @@ def test_metrics_count_hits_and_misses(cached: ServerProcess, tmp_path: Path) ->
     before = httpx.get(cached.url + "/metrics", headers=ADMIN_HEADERS)
     assert before.status_code == 200
     assert before.headers["content-type"].startswith("text/plain")
-    for _ in range(2):
-        got = httpx.get(cached.url + f"/v2/images/{image_id}/file", headers=ADMIN_HEADERS)
-        assert got.content == data
+    got = httpx.get(cached.url + f"/v2/images/{image_id}/file", headers=ADMIN_HEADERS)
+    assert got.content == data  # a miss: it fills the cache
+    # the entry exists once the fill is verified and renamed, which may end just after the
+    # last byte went out: the second download is a hit only from then on
+    deadline = time.monotonic() + 10
+    while image_id not in [e["image_id"] for e in httpx.get(
+            cached.url + "/v2/cache", headers=ADMIN_HEADERS).json()["cached_images"]]:
+        assert time.monotonic() < deadline, "the fill never became a cache entry"
+        time.sleep(0.05)
+    got = httpx.get(cached.url + f"/v2/images/{image_id}/file", headers=ADMIN_HEADERS)
+    assert got.content == data  # a hit
     after = httpx.get(cached.url + "/metrics", headers=ADMIN_HEADERS).text
     assert counter(after, "streamd_cache_misses_total") - \
         counter(before.text, "streamd_cache_misses_total") == 1

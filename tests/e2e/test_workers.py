@@ -39,7 +39,7 @@ def test_workers_share_the_port_the_registry_and_the_store(make_server) -> None:
     srv = make_server(env={"STREAMD_WORKERS": "2"})
     (worker,) = _workers(srv)
     ids = [_create(srv, f"w{i}") for i in range(40)]
-    pids = set(re.findall(r"^\S+ \S+ (\d+) INFO streamd.images CREATE", srv.log(), re.M))
+    pids = set(re.findall(r"^\S+ \S+ (\d+) INFO streamd.images \[[^]]*\] CREATE", srv.log(), re.M))
     assert pids == {str(srv.proc.pid), str(worker.pid)}  # both processes served creates
     assert "Warning" not in srv.log()  # e.g. hypercorn's about config.workers under serve()
     listed = httpx.get(srv.url + "/v2/images?limit=100", headers=ADMIN_HEADERS).json()
