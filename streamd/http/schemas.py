@@ -22,43 +22,19 @@ from streamd.service.metadefs_schemas import METADEF_SCHEMAS, TASK_SCHEMA, TASKS
 bp = Blueprint("schemas", __name__)
 
 # Serialised once: the schemas never change while the server runs.
-_IMAGE = json.dumps(IMAGE_SCHEMA)
-_IMAGES = json.dumps(IMAGES_SCHEMA)
-_MEMBER = json.dumps(MEMBER_SCHEMA)
-_MEMBERS = json.dumps(MEMBERS_SCHEMA)
-_TASK = json.dumps(TASK_SCHEMA)
-_TASKS = json.dumps(TASKS_SCHEMA)
+# the documents of /v2/schemas/<name>, serialized once
+_SCHEMAS = {name: json.dumps(schema) for name, schema in (
+    ("image", IMAGE_SCHEMA), ("images", IMAGES_SCHEMA), ("member", MEMBER_SCHEMA),
+    ("members", MEMBERS_SCHEMA), ("task", TASK_SCHEMA), ("tasks", TASKS_SCHEMA))}
 _METADEFS = {name: json.dumps(schema) for name, schema in METADEF_SCHEMAS.items()}
 
 
-@bp.get("/v2/schemas/image")
-async def image() -> Response:
-    return Response(_IMAGE, content_type="application/json")
-
-
-@bp.get("/v2/schemas/images")
-async def images() -> Response:
-    return Response(_IMAGES, content_type="application/json")
-
-
-@bp.get("/v2/schemas/member")
-async def member() -> Response:
-    return Response(_MEMBER, content_type="application/json")
-
-
-@bp.get("/v2/schemas/members")
-async def members() -> Response:
-    return Response(_MEMBERS, content_type="application/json")
-
-
-@bp.get("/v2/schemas/task")
-async def task() -> Response:
-    return Response(_TASK, content_type="application/json")
-
-
-@bp.get("/v2/schemas/tasks")
-async def tasks() -> Response:
-    return Response(_TASKS, content_type="application/json")
+@bp.get("/v2/schemas/<name>")
+async def schema(name: str) -> Response:
+    """image(s), member(s), task(s)."""
+    if name not in _SCHEMAS:
+        raise NotFound(f"No schema {name}: there are {', '.join(_SCHEMAS)}.")
+    return Response(_SCHEMAS[name], content_type="application/json")
 
 
 @bp.get("/v2/schemas/metadefs/<name>")
