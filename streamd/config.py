@@ -157,10 +157,13 @@ class Settings:
     cache_prefetch_concurrency: int = 2
     cache_fill_on_range: bool = True
     # server
-    # the ASGI server: "hypercorn", or "anycorn" (a hypercorn fork on AnyIO that sends local
-    # files with os.sendfile: downloads +45 % at 8 streams and -37 % server CPU, but uploads
-    # -8..15 % and metadata requests -25..40 %; bench/results/README.md has the table)
+    # the ASGI server: "hypercorn", or "anycorn" (a hypercorn fork on AnyIO; metadata requests
+    # cost 25..40 % more there; bench/results/README.md has the table)
     http_server: str = "hypercorn"
+    # send downloads of local files (file store, complete cache entries) with os.sendfile on
+    # plaintext HTTP/1.1 connections (streamd/hypercorn_sendfile.py); false: always through
+    # Python, as over TLS and HTTP/2
+    zero_copy: bool = True
     # bytes handed to one os.sendfile window of a zero-copy download; the next window's
     # read-ahead is started while this one goes out
     sendfile_window: int = 8 * MiB

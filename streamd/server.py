@@ -1,10 +1,11 @@
-"""``streamd serve``: the ASGI server (anycorn or hypercorn) and the runtime in one nursery.
+"""``streamd serve``: the ASGI server (hypercorn or anycorn) and the runtime in one nursery.
 
-hypercorn is the default. anycorn, a fork of hypercorn on AnyIO (run here on trio), is the
-other choice (``http_server = "anycorn"``): it implements the ``http.response.zerocopysend``
-extension, so a download of a local file goes out with ``os.sendfile`` instead of being
-copied through Python; it costs more CPU per request on everything else (metadata, uploads).
-bench/results/README.md has the measurements behind the default.
+hypercorn is the default, taught the ``http.response.zerocopysend`` extension
+(streamd/hypercorn_sendfile.py) so that a download of a local file goes out with
+``os.sendfile`` instead of being copied through Python. anycorn, a fork of hypercorn on AnyIO
+(run here on trio) that has the extension built in, is the other choice
+(``http_server = "anycorn"``); it costs more CPU per request on everything else (metadata,
+uploads). bench/results/README.md has the measurements behind the default.
 
 The nursery holds the runtime (whose import jobs run in it), the HTTP server and the worker
 processes; inside the runtime's block the primary process repairs what a crash left and
@@ -108,7 +109,7 @@ async def serve(
     takes the server down (exit status 1), so that start-up repair runs before it serves
     again. ``clock`` is the wall clock of the periodic jobs.
     """
-    server_serve = _use_server(settings.http_server)
+    server_serve = _use_server(settings.http_server, zero_copy=settings.zero_copy)
     if shutdown is None:  # an Event has no truth value
         shutdown = trio.Event()
     extra = settings.workers - 1 if primary else 0
@@ -135,12 +136,15 @@ async def serve(
             nursery.cancel_scope.cancel()
 
 
-def _use_server(name: str) -> Callable[..., Any]:
-    """Import the ASGI server ``name``, set its socket read size, return its ``serve``.
+def _use_server(name: str, *, zero_copy: bool) -> Callable[..., Any]:
+    """Import the ASGI server ``name``, set its socket read size, return its ``serve``;
+    hypercorn learns ``os.sendfile`` downloads first when ``zero_copy``.
 
     Imported here, not at the top: only the one in use costs memory.
     """
     if name == "hypercorn":
+        if zero_copy:
+            importlib.import_module("streamd.hypercorn_sendfile").install()
         tcp_server = importlib.import_module("hypercorn.trio.tcp_server")
         serve_fn = importlib.import_module("hypercorn.trio").serve
     else:

@@ -127,8 +127,9 @@ async def _get(rt: Runtime, ctx: RequestContext, request: DataRequest, *, head: 
     if head or length == 0:
         await response.empty(status, out)
         return
+    zero_copy = request.zero_copy and rt.settings.zero_copy
     async with downloads.open_download(rt, record, offset, length,
-                                       zero_copy=request.zero_copy) as download:
+                                       zero_copy=zero_copy) as download:
         if download.file is not None:
             await response.start(status, out)
             via = "sendfile"

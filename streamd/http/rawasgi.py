@@ -174,8 +174,9 @@ class DataRequest:
     response: Response
     receive: Receive
     zero_copy: bool
-    """The server sends files with ``os.sendfile`` on this connection (plaintext HTTP/1.1
-    under anycorn): ``Response.sendfile`` may be used."""
+    """The server sends files with ``os.sendfile`` on this connection (plaintext HTTP/1.1,
+    hypercorn taught by streamd.hypercorn_sendfile or anycorn): ``Response.sendfile`` may be
+    used."""
 
     @classmethod
     def of(cls, path: re.Pattern[str], scope: Scope, receive: Receive, send: Send, *,

@@ -1,12 +1,12 @@
-"""Zero-copy downloads (``os.sendfile`` under anycorn, ``http_server = "anycorn"``) and the
-streaming path beside them (hypercorn, the default; object stores).
+"""Zero-copy downloads (``os.sendfile``: hypercorn taught ``zerocopysend`` by
+streamd/hypercorn_sendfile.py, the default, and anycorn) and the streaming path beside them
+(``zero_copy = false``; object stores).
 
-A real server on each ASGI server: under anycorn a download from the file store goes out with
-``os.sendfile``, under hypercorn (no ``zerocopysend``) and from an object store it is
-streamed; each download logs which (``via=``). The bytes must be the same either way, for
-whole images and every range form, across sendfile windows; a client that goes away frees
-the file and the transfer slot; an image deleted while it is served neither breaks the
-download already under way nor the server.
+A real server on each: a download from the file store goes out with ``os.sendfile`` unless
+zero copy is off, and from an object store it is streamed; each download logs which
+(``via=``). The bytes must be the same either way, for whole images and every range form,
+across sendfile windows; a client that goes away frees the file and the transfer slot; an
+image deleted while it is served neither breaks the download already under way nor the server.
 """
 
 from __future__ import annotations
@@ -32,12 +32,24 @@ SIZE = 5 * WINDOW + 4321
 DATA = random.Random("zero-copy").randbytes(SIZE)
 
 
-@pytest.fixture(scope="module", params=["anycorn", "hypercorn"])
+# (ASGI server, zero_copy setting): how each sends a file-store download
+WAYS = {"hypercorn": ("hypercorn", "true"), "anycorn": ("anycorn", "true"),
+        "streaming": ("hypercorn", "false")}
+SERVERS = ["hypercorn", "anycorn"]  # the two that send with os.sendfile
+
+
+def _env(way: str, window: int) -> dict[str, str]:
+    server, zero_copy = WAYS[way]
+    return {"STREAMD_HTTP_SERVER": server, "STREAMD_ZERO_COPY": zero_copy,
+            "STREAMD_SENDFILE_WINDOW": str(window)}
+
+
+@pytest.fixture(scope="module", params=list(WAYS))
 def served(request: pytest.FixtureRequest,
            tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ServerProcess, str]]:
-    """A server on each ASGI server, with one image of ``DATA``; (server, image id)."""
+    """A server for each way of sending, with one image of ``DATA``; (server, image id)."""
     data = tmp_path_factory.mktemp(f"zero-copy-{request.param}") / "data"
-    env = {"STREAMD_HTTP_SERVER": request.param, "STREAMD_SENDFILE_WINDOW": str(WINDOW)}
+    env = _env(request.param, WINDOW)
     with ServerProcess(data_dir=data, env=env) as srv:
         image_id = create_image(srv)
         assert upload(srv, image_id, DATA).status_code == 204
@@ -77,7 +89,7 @@ def test_whole_image_is_byte_identical(served: tuple[ServerProcess, str]) -> Non
     assert r.status_code == 200
     assert r.content == DATA
     assert r.headers["content-md5"] == hashlib.md5(DATA).hexdigest()
-    expected = "sendfile" if srv.env["STREAMD_HTTP_SERVER"] == "anycorn" else "stream"
+    expected = "sendfile" if srv.env["STREAMD_ZERO_COPY"] == "true" else "stream"
     _wait_for_log(srv, rf"DOWNLOAD image={image_id} offset=0 length={SIZE} sent={SIZE} "
                        f"via={expected}")
 
@@ -156,9 +168,9 @@ def _start_download(srv: ServerProcess, image_id: str) -> socket.socket:
     return sock
 
 
-def test_client_gone_mid_sendfile_frees_file_and_slot(make_server) -> None:  # noqa: ANN001
-    srv = make_server(env={"STREAMD_HTTP_SERVER": "anycorn", "STREAMD_MAX_TRANSFERS": "1",
-                           "STREAMD_SENDFILE_WINDOW": str(1024 * 1024)})
+@pytest.mark.parametrize("way", SERVERS)
+def test_client_gone_mid_sendfile_frees_file_and_slot(make_server, way: str) -> None:  # noqa: ANN001
+    srv = make_server(env={**_env(way, 1024 * 1024), "STREAMD_MAX_TRANSFERS": "1"})
     image_id = _big_image(srv)
     images = srv.data_dir / "images"
     sock = _start_download(srv, image_id)
@@ -179,9 +191,9 @@ def test_client_gone_mid_sendfile_frees_file_and_slot(make_server) -> None:  # n
     assert len(r.content) == BIG
 
 
-def test_image_deleted_while_served(make_server) -> None:  # noqa: ANN001
-    srv = make_server(env={"STREAMD_HTTP_SERVER": "anycorn",
-                           "STREAMD_SENDFILE_WINDOW": str(1024 * 1024)})
+@pytest.mark.parametrize("way", SERVERS)
+def test_image_deleted_while_served(make_server, way: str) -> None:  # noqa: ANN001
+    srv = make_server(env=_env(way, 1024 * 1024))
     image_id = _big_image(srv)
     sock = _start_download(srv, image_id)
     r = httpx.delete(f"{srv.url}/v2/images/{image_id}", headers=ADMIN_HEADERS)

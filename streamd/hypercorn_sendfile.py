@@ -1,0 +1,216 @@
+"""hypercorn with the ASGI ``http.response.zerocopysend`` extension on plaintext HTTP/1.1.
+
+A download of a local file (the file store, a complete cache entry) is the hot path of a
+boot storm; through Python every chunk is read into a buffer, copied by hypercorn
+(``bytes()``), framed by h11 and written. With ``os.sendfile`` the kernel moves page-cache
+pages to the socket and Python only counts. hypercorn has no hook for this (the extension is
+an open request upstream); anycorn, its fork on AnyIO, has one, but costs 25-40 % more per
+metadata request on trio (bench/results/README.md). So streamd keeps hypercorn and adds the
+extension here, the way anycorn does it, in three small subclasses:
+
+- the HTTP/1.1 protocol offers the extension in the scope of each plaintext request and turns
+  a ``zerocopysend`` message into h11 framing plus a ``SendFile`` event: h11's
+  ``send_with_data_passthrough`` keeps the Content-Length accounting (or writes the chunk
+  size) for a placeholder that only has a length, and hands the placeholder back unread;
+- the trio TCP server fulfils ``SendFile`` with ``os.sendfile`` on the connection's socket,
+  waiting for writability when the socket buffer is full. trio's ``send_all`` returns only
+  once everything it was given is in the kernel, so the headers are on the wire first;
+- ``install()`` makes hypercorn's trio ``serve`` build connections from these classes (it
+  reads both names from module globals: there is no parameter to pass them).
+
+TLS and HTTP/2 connections never see the extension: the app streams there (the data routes
+check the scope). A sendfile cut short (client gone, task cancelled) leaves the response
+incomplete, so the connection is closed rather than reused.
+
+Built against hypercorn 0.18 (pinned in pyproject.toml): the subclasses use
+``HTTPStream.state``, ``HTTPStream._send_closed`` and ``H11Protocol._send_h11_event``;
+tests/e2e/test_zero_copy.py proves the result byte for byte on every range form.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import Any
+
+import h11
+import trio
+from hypercorn.events import Closed, Event, RawData
+from hypercorn.protocol import h11 as hypercorn_h11
+from hypercorn.protocol.events import Event as StreamEvent
+from hypercorn.protocol.http_stream import ASGIHTTPState, HTTPStream
+from hypercorn.trio.tcp_server import TCPServer
+from hypercorn.utils import UnexpectedMessageError, suppress_body
+
+ZERO_COPY_SEND = "http.response.zerocopysend"
+_SENDFILE_VERSIONS = frozenset({"1.0", "1.1"})  # h11 frames these with plain byte ranges
+
+
+@dataclasses.dataclass(frozen=True)
+class _FileBody(StreamEvent):
+    """A stream's ``zerocopysend``, on its way from the stream to the HTTP/1.1 protocol."""
+
+    fd: int
+    offset: int
+    count: int
+
+
+@dataclasses.dataclass(frozen=True)
+class SendFile(Event):
+    """Bytes of a file for the TCP server to put on the socket with ``os.sendfile``."""
+
+    fd: int
+    offset: int
+    count: int
+
+
+class _Placeholder:
+    """What h11 frames in place of the file's bytes: only its length is read."""
+
+    __slots__ = ("fd", "offset", "count")
+
+    def __init__(self, fd: int, offset: int, count: int) -> None:
+        self.fd, self.offset, self.count = fd, offset, count
+
+    def __len__(self) -> int:
+        return self.count
+
+
+class _OfferingTaskGroup:
+    """The connection's task group, as its HTTP streams see it: each app it spawns gets the
+    extension in its scope and a ``send`` that understands the extension's message.
+
+    A wrapper rather than an ``HTTPStream`` subclass because hypercorn builds the stream
+    itself (a module global in its h11 protocol) and hands ``spawn_app`` the scope and the
+    stream's own ``app_send``: this is the one place both pass through.
+    """
+
+    def __init__(self, task_group: Any) -> None:
+        self._task_group = task_group
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._task_group, name)
+
+    async def spawn_app(self, app: Any, config: Any, scope: dict[str, Any],
+                        send: Any) -> Any:
+        stream = getattr(send, "__self__", None)
+        if (isinstance(stream, HTTPStream) and scope.get("type") == "http"
+                and scope.get("http_version") in _SENDFILE_VERSIONS):
+            scope["extensions"][ZERO_COPY_SEND] = {}
+            send = _zero_copy_send(stream, send)
+        return await self._task_group.spawn_app(app, config, scope, send)
+
+
+def _zero_copy_send(stream: HTTPStream, app_send: Any) -> Any:
+    """``stream.app_send``, plus the ``zerocopysend`` message (ASGI's extension: ``file``
+    with a ``fileno()``, optional ``offset`` and ``count``, ``more_body``)."""
+
+    async def send(message: Any) -> None:
+        if message is None or message["type"] != ZERO_COPY_SEND:
+            await app_send(message)
+            return
+        if stream.state != ASGIHTTPState.RESPONSE:
+            raise UnexpectedMessageError(stream.state, message["type"])
+        fd = message["file"].fileno()
+        offset = message.get("offset")
+        if offset is None:  # the file's position, which os.sendfile with an offset ignores
+            offset = os.lseek(fd, 0, os.SEEK_CUR)
+        count = message.get("count")
+        if count is None:
+            count = os.fstat(fd).st_size - offset
+        if count > 0 and not stream.closed and not suppress_body(
+                stream.scope["method"], int(stream.response["status"])):
+            await stream.send(_FileBody(stream_id=stream.stream_id, fd=fd, offset=offset,
+                                        count=count))
+        if not message.get("more_body", False):
+            await stream._send_closed()
+
+    return send
+
+
+class ZeroCopyH11Protocol(hypercorn_h11.H11Protocol):
+    """hypercorn's HTTP/1.1 protocol, offering ``zerocopysend`` on plaintext connections."""
+
+    def __init__(self, app: Any, config: Any, context: Any, task_group: Any,
+                 connection_state: Any, ssl: bool, client: Any, server: Any,
+                 send: Any) -> None:
+        if not ssl:
+            task_group = _OfferingTaskGroup(task_group)
+        super().__init__(app, config, context, task_group, connection_state, ssl, client,
+                         server, send)
+
+    async def stream_send(self, event: StreamEvent) -> None:
+        if not isinstance(event, _FileBody):
+            await super().stream_send(event)
+            return
+        assert isinstance(self.connection, h11.Connection)  # never a websocket here
+        placeholder = _Placeholder(event.fd, event.offset, event.count)
+        try:
+            pieces = self.connection.send_with_data_passthrough(
+                h11.Data(data=placeholder))  # type: ignore[arg-type]
+        except h11.LocalProtocolError:
+            if self.connection.their_state != h11.ERROR:
+                raise
+            return
+        for piece in pieces or ():
+            if piece is placeholder:
+                await self.send(SendFile(fd=event.fd, offset=event.offset, count=event.count))
+            else:
+                await self.send(RawData(data=piece))
+
+
+class ZeroCopyTCPServer(TCPServer):
+    """hypercorn's trio TCP server, able to put a ``SendFile`` on its socket."""
+
+    async def protocol_send(self, event: Event) -> None:
+        if not isinstance(event, SendFile):
+            await super().protocol_send(event)
+            return
+        async with self.send_lock:
+            try:
+                complete = await _sendfile(self.stream.socket, event.fd, event.offset,
+                                           event.count)
+            except (OSError, trio.BrokenResourceError, trio.ClosedResourceError):
+                complete = False
+            except BaseException:  # cancelled mid-file: the response can never be whole
+                with trio.CancelScope(shield=True):
+                    await self._abandon()
+                raise
+        if not complete:
+            await self._abandon()
+
+    async def _abandon(self) -> None:
+        """The body went out short (client gone, file shorter than promised): the framing
+        is broken, so the connection ends here."""
+        try:
+            await self.stream.aclose()
+        finally:
+            await self.protocol.handle(Closed())
+
+
+async def _sendfile(sock: Any, fd: int, offset: int, count: int) -> bool:
+    """``os.sendfile`` ``count`` bytes of ``fd`` from ``offset`` to the non-blocking
+    ``sock``; False if the file ended first. Yields to other tasks between calls, so one
+    fast reader cannot hold the event loop for a whole window."""
+    out = sock.fileno()
+    end = offset + count
+    while offset < end:
+        try:
+            sent = os.sendfile(out, fd, offset, end - offset)
+        except BlockingIOError:
+            await trio.lowlevel.wait_writable(sock)
+            continue
+        if sent == 0:
+            return False
+        offset += sent
+        await trio.lowlevel.checkpoint()
+    return True
+
+
+def install() -> None:
+    """Make hypercorn's trio ``serve`` build its connections from the classes above."""
+    import hypercorn.protocol
+    import hypercorn.trio.run
+
+    hypercorn.protocol.H11Protocol = ZeroCopyH11Protocol  # type: ignore[misc]
+    hypercorn.trio.run.TCPServer = ZeroCopyTCPServer  # type: ignore[misc]
