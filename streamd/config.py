@@ -173,6 +173,10 @@ class Settings:
     graceful_timeout: float = 10.0
     # quart-trio cuts metadata responses after this long; data routes never go through it
     response_timeout: float = 60.0
+    # GET /metrics (streamd.http.metrics): None serves it on bind with the API (and its
+    # authentication), "off" nowhere, "HOST:PORT" only on that address, without
+    # authentication (the first process's figures when workers > 1)
+    metrics_bind: str | None = None
 
     @property
     def host(self) -> str:
@@ -360,6 +364,12 @@ def _check(s: Settings) -> None:
     if s.default_store is not None and s.default_store not in ids:
         raise bad("default_store", f"{s.default_store!r} is not a configured store "
                   f"({', '.join(ids)})")
+    if s.metrics_bind not in (None, "off"):
+        host, sep, port = s.metrics_bind.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise bad("metrics_bind", f"{s.metrics_bind!r} is not off or HOST:PORT")
+        if s.metrics_bind == s.bind:
+            raise bad("metrics_bind", "is bind: leave it unset to serve /metrics there")
     url = s.database_url
     if url is not None and not url.startswith(("sqlite", "postgresql", "mysql", "mariadb")):
         raise bad("database_url", f"{url!r}: use sqlite://, postgresql+psycopg:// or mysql+pymysql://")
@@ -381,8 +391,19 @@ def load_settings(
     overrides: Mapping[str, Any] | None = None,
 ) -> Settings:
     """Build the settings from defaults, file, environment and flags, in that order."""
+    return load_settings_traced(path, env, overrides)[0]
+
+
+def load_settings_traced(
+    path: str | os.PathLike[str] | None = None,
+    env: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> tuple[Settings, dict[str, str]]:
+    """``load_settings``, and where each value that is not a default came from: ``file``
+    (with its path), ``env`` (with the variable) or ``flag`` (``streamd config show``)."""
     env = os.environ if env is None else env
     values: dict[str, Any] = {}
+    sources: dict[str, str] = {}
     path = path or env.get("STREAMD_CONFIG") or None
     if path:
         try:
@@ -397,12 +418,17 @@ def load_settings(
             if key not in _TYPES:
                 raise ConfigError(f"config file {path}: unknown setting {key!r}")
             values[key] = _coerce(key, value)
+            sources[key] = f"file {path}"
     else:
         tables = None
     try:
         values["stores"] = parse_stores(tables, env)
     except StoreConfigError as e:
         raise ConfigError(str(e)) from None
+    from_env = sorted(k for k in env if k.startswith("STREAMD_STORES__"))
+    if tables or from_env:
+        sources["stores"] = ", ".join([*([f"file {path}"] if tables else []),
+                                       *(f"env {k}" for k in from_env)])
     for key, value in env.items():
         if (not key.startswith("STREAMD_") or key in ("STREAMD_CONFIG", "STREAMD_VENV")
                 or key.startswith("STREAMD_STORES__")):
@@ -411,9 +437,11 @@ def load_settings(
         if name not in _TYPES:
             raise ConfigError(f"environment variable {key}: unknown setting {name!r}")
         values[name] = _coerce(name, value)
+        sources[name] = f"env {key}"
     for key, value in (overrides or {}).items():
         if value is not None:
             values[key] = _coerce(key, value)
+            sources[key] = "flag --" + key.replace("_", "-")
     settings = Settings(**values)
     _check(settings)
-    return settings
+    return settings, sources

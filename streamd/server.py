@@ -31,6 +31,7 @@ import trio
 from streamd.auth import open_authenticator
 from streamd.config import Settings
 from streamd.http.app import create_app
+from streamd.http.metrics import metrics_app
 from streamd.service.periodic import periodic_jobs
 from streamd.service.repair import repair
 from streamd.service.runtime import Runtime, open_runtime
@@ -124,6 +125,10 @@ async def serve(
                 assert worker_command is not None
                 nursery.start_soon(_run_worker, list(worker_command), n + 1, shutdown,
                                    settings.graceful_timeout)
+            if primary and settings.metrics_bind not in (None, "off"):  # /metrics alone
+                nursery.start_soon(functools.partial(
+                    server_serve, metrics_app(), _metrics_config(settings),
+                    shutdown_trigger=shutdown.wait, mode="asgi"))
             app = create_app(rt, auth)
             await server_serve(
                 app,
@@ -134,6 +139,15 @@ async def serve(
             )
             shutdown.set()  # hypercorn may also stop on its own
             nursery.cancel_scope.cancel()
+
+
+def _metrics_config(settings: Settings) -> Any:
+    """The config of the listener that serves only ``/metrics`` on ``metrics_bind``."""
+    config = importlib.import_module(f"{settings.http_server}.config").Config()
+    config.bind = [settings.metrics_bind]
+    config.accesslog = None
+    config.errorlog = logging.getLogger(f"{settings.http_server}.error")
+    return config
 
 
 def _use_server(name: str, *, zero_copy: bool) -> Callable[..., Any]:

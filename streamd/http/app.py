@@ -51,6 +51,14 @@ DATA_ROUTES: tuple[tuple[re.Pattern[str], Callable[[Runtime, Authenticator], ASG
 
 
 def _json_error(status: int, message: str, headers: dict[str, str] | None = None) -> Response:
+# The first segments of the v2 API's paths. A client that was given the unversioned endpoint
+# and no catalog (openstack --os-token T --os-endpoint http://host:9292: keystoneauth's
+# token_endpoint plugin returns that endpoint as is, whatever version discovery found) asks
+# for /images; Glance's version negotiation answers such a path with the version list (300),
+# streamd serves it as /v2/images.
+UNVERSIONED = frozenset({"images", "schemas", "info", "tasks", "metadefs", "cache"})
+
+
     response = Response(error_body(status, message), status=status,
                         content_type="application/json")
     for k, v in (headers or {}).items():
@@ -68,9 +76,11 @@ def create_quart_app(rt: Runtime, authenticator: Authenticator) -> QuartTrio:
     app.config["RESPONSE_TIMEOUT"] = rt.settings.response_timeout  # metadata routes only
     app.json.sort_keys = False  # type: ignore[attr-defined]
     for bp in (versions.bp, schemas.bp, images.bp, members.bp, info.bp, imports.bp, tasks.bp,
-               stores.bp, locations.bp, metadefs.bp, cache.bp, metrics.bp):
+               stores.bp, locations.bp, metadefs.bp, cache.bp):
         app.register_blueprint(bp)
 
+    if rt.settings.metrics_bind is None:  # else off, or on an address of its own
+        app.register_blueprint(metrics.bp)
     @app.errorhandler(HTTPException)
     async def _http_error(exc: HTTPException) -> Response:
         status = exc.code or 500
@@ -112,7 +122,20 @@ def create_app(rt: Runtime, authenticator: Authenticator | None = None) -> ASGIA
         if replay is not None:
             await quart_app(scope, replay, send)
 
-    return with_request_id(dispatch)
+    metrics.watch_runtime(rt)
+    return with_request_id(_versioned(metrics.instrument(dispatch)))
+
+
+def _versioned(app: ASGIApp) -> ASGIApp:
+    """``/images…`` served as ``/v2/images…`` (see ``UNVERSIONED``)."""
+
+    async def versioned(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"].split("/", 2)[1] in UNVERSIONED:
+            scope = {**scope, "path": "/v2" + scope["path"],
+                     "raw_path": b"/v2" + scope.get("raw_path", b"")}
+        await app(scope, receive, send)
+
+    return versioned
 
 
 def with_request_id(app: ASGIApp) -> ASGIApp:

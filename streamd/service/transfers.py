@@ -34,7 +34,7 @@ from streamd.io import (
     UploadResult,
 )
 from streamd.registry import ImageRecord
-from streamd.service import disk_formats, quotas
+from streamd.service import disk_formats, quotas, transfer_metrics
 from streamd.service.access import visible_image
 from streamd.service.runtime import Runtime
 from streamd.service.stored_data import registry_values
@@ -95,13 +95,18 @@ async def upload(
     # the lease first: from the moment the image is `saving`, other nodes' repairs must see
     # that this node is at work on it; lost (the image deleted through another node), the
     # upload is cancelled as by a deletion here
-    with rt.transfers.slot():
-        async with rt.leases.hold("upload", image_id,
-                                  on_lost=lambda _: rt.transfers.cancel_upload(image_id)):
-            record, scope = await _upload_leased(rt, image_id, source, store, size, cap,
-                                                 quota_left, record)
-    if scope.cancelled_caught:  # cancelled by delete_data() or a lost lease: the image is gone
-        raise _deleted_during_upload(image_id)
+    try:
+        with rt.transfers.slot():
+            async with rt.leases.hold("upload", image_id,
+                                      on_lost=lambda _: rt.transfers.cancel_upload(image_id)):
+                record, scope = await _upload_leased(rt, image_id, source, store, size, cap,
+                                                     quota_left, record)
+        if scope.cancelled_caught:  # cancelled by delete_data() or a lost lease: image gone
+            raise _deleted_during_upload(image_id)
+    except BaseException as exc:
+        transfer_metrics.failed("upload", image_id, store.name, exc)
+        raise
+    transfer_metrics.written(store.name, record.size or 0)
     log.info("UPLOAD image=%s size=%d store=%s", image_id, record.size, record.store)
     return record
 
