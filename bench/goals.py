@@ -16,7 +16,8 @@ from bench.figures import Figures
 STREAMD = "streamd"
 XXH3 = "streamd-xxh3"
 WORKERS = "streamd-2w"  # streamd with workers = 2: the data path on both cores
-ANYCORN = "streamd-anycorn"  # streamd on anycorn instead of hypercorn (sendfile downloads)
+ANYCORN = "streamd-anycorn"  # streamd on anycorn instead of hypercorn
+STREAM = "streamd-stream"  # streamd with zero_copy = false: downloads copied through Python
 GLANCE = "glance"
 STATIC = "static"
 STAGES = "stages"
@@ -67,6 +68,10 @@ def ratios(figures: Figures) -> list[Ratio]:
             if name in figures.by_target.get(ANYCORN, {}) and not name.endswith(
                     (".client_cpu", ".loadclient")):
                 out.append(Ratio(f"{label} {name}", f"{ANYCORN}:{name}", f"{peer}:{name}"))
+    for name in figures.by_target.get(STREAM, {}):
+        if name in sd and name.startswith(("download.", "range.")) and not name.endswith(
+                (".client_cpu", ".loadclient")):
+            out.append(Ratio(f"sendfile/stream {name}", f"{STREAMD}:{name}", f"{STREAM}:{name}"))
     workers = figures.by_target.get(WORKERS, {})
     for peer, label in ((GLANCE, "streamd-2w/glance"), (STATIC, "streamd-2w/static")):
         for name in figures.by_target.get(peer, {}):

@@ -30,7 +30,7 @@ from bench.workloads import Plan, TargetRun, cleanup_paged_images
 
 MiB = 1024 * 1024
 
-SKIPPABLE = ("streamd", "xxh3", "workers", "anycorn", "glance", "zero", "qcow2", "range",
+SKIPPABLE = ("streamd", "xxh3", "workers", "anycorn", "stream", "glance", "zero", "qcow2", "range",
              "metadata", "page10k", "stages", "static", "clients", "chart", "s3", "cache")
 
 
@@ -117,6 +117,12 @@ def run(opts: Options, argv: list[str]) -> Path:
                 variants.append(StreamdServer(
                     "streamd-anycorn", tmp / "streamd-anycorn-data",
                     env={"STREAMD_HTTP_SERVER": "anycorn"}, python=opts.python))
+            if "stream" not in opts.skip:
+                # downloads through Python instead of os.sendfile (zero_copy = false)
+                variants.append(StreamdServer(
+                    "streamd-stream", tmp / "streamd-stream-data",
+                    env={"STREAMD_ZERO_COPY": "false"}, python=opts.python,
+                    transfers_only=True, ranges=True))
             if "workers" not in opts.skip:
                 variants.append(StreamdServer(
                     "streamd-2w", tmp / "streamd-2w-data", env={"STREAMD_WORKERS": "2"},

@@ -37,6 +37,7 @@ class Target:
     extra_headers: dict[str, str] = field(default_factory=dict)
     uploads_only: bool = False  # a variant that differs only on the upload path
     transfers_only: bool = False  # a variant that differs only on the data path
+    ranges: bool = False  # a transfers-only variant that also runs the ranged reads
     os_hash_algo: str | None = None  # what uploads must report; None: not checked
     purge_cache: bool = False  # DELETE /v2/cache/{id} (as admin) before deleting an image
     # clients at once for creates/deletes that are not measured (Glance on SQLite half-fails
@@ -82,10 +83,12 @@ class StreamdServer:
         python: str = sys.executable,
         uploads_only: bool = False,
         transfers_only: bool = False,
+        ranges: bool = False,
     ) -> None:
         self.name = name
         self.uploads_only = uploads_only
         self.transfers_only = transfers_only
+        self.ranges = ranges
         self.data_dir = data_dir
         self.env = env or {}
         self.python = python
@@ -136,7 +139,8 @@ class StreamdServer:
     def target(self) -> Target:
         algo = self.env.get("STREAMD_OS_HASH_ALGO", "sha512")
         return Target(self.name, self.url, self.pid, uploads_only=self.uploads_only,
-                      transfers_only=self.transfers_only, os_hash_algo=algo)
+                      transfers_only=self.transfers_only, ranges=self.ranges,
+                      os_hash_algo=algo)
 
     def __enter__(self) -> StreamdServer:
         self.start()

@@ -189,7 +189,7 @@ class TargetRun:
             for c in self.plan.concurrency:
                 if c > 1:
                     self._guarded(f"download c{c}", self.download_many, c)
-            if "range" not in skip and not self.t.transfers_only:
+            if "range" not in skip and (self.t.ranges or not self.t.transfers_only):
                 for c in self.plan.concurrency:
                     self._guarded(f"ranges c{c}", self.ranges, c)
         self._guarded("delete transfer images", self.delete_transfer_images)
