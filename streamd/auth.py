@@ -44,7 +44,7 @@ import trio
 
 from streamd.config import ConfigError, Settings, is_loopback
 from streamd.context import RequestContext
-from streamd.errors import ServiceUnavailable, Unauthorized
+from streamd.errors import BadRequest, ServiceUnavailable, Unauthorized
 
 if TYPE_CHECKING:
     import httpx
@@ -54,6 +54,7 @@ log = logging.getLogger("streamd.auth")
 TOKEN_HEADER = "X-Auth-Token"
 CACHE_ENTRIES_MAX = 10_000  # validated tokens kept; past it the expired, then the oldest, go
 SERVICE_TOKEN_MARGIN = 60.0  # seconds: renew the service token this long before it expires
+ID_LENGTH_MAX = 255  # project and user ids: the registry's owner/member columns, as Glance's
 
 
 class Headers(Protocol):
@@ -85,6 +86,10 @@ def context_from_headers(headers: Headers) -> RequestContext:
     """
     project = headers.get("X-Project-Id") or headers.get("X-Tenant-Id")
     user = headers.get("X-User-Id")
+    for header, value in (("X-Project-Id", project), ("X-User-Id", user)):
+        if value is not None and len(value) > ID_LENGTH_MAX:
+            raise BadRequest(f"{header} is {len(value)} characters long; an id may have at "
+                             f"most {ID_LENGTH_MAX}.")
     roles_header = headers.get("X-Roles")
     if project is None and roles_header is None:
         return RequestContext(project_id=None, user_id=user, roles=frozenset({"admin"}))

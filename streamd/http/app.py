@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import unquote_to_bytes
 
 from quart import Response
 from quart_trio import QuartTrio
@@ -50,7 +51,6 @@ DATA_ROUTES: tuple[tuple[re.Pattern[str], Callable[[Runtime, Authenticator], ASG
 )
 
 
-def _json_error(status: int, message: str, headers: dict[str, str] | None = None) -> Response:
 # The first segments of the v2 API's paths. A client that was given the unversioned endpoint
 # and no catalog (openstack --os-token T --os-endpoint http://host:9292: keystoneauth's
 # token_endpoint plugin returns that endpoint as is, whatever version discovery found) asks
@@ -59,6 +59,7 @@ def _json_error(status: int, message: str, headers: dict[str, str] | None = None
 UNVERSIONED = frozenset({"images", "schemas", "info", "tasks", "metadefs", "cache"})
 
 
+def _json_error(status: int, message: str, headers: dict[str, str] | None = None) -> Response:
     response = Response(error_body(status, message), status=status,
                         content_type="application/json")
     for k, v in (headers or {}).items():
@@ -78,9 +79,9 @@ def create_quart_app(rt: Runtime, authenticator: Authenticator) -> QuartTrio:
     for bp in (versions.bp, schemas.bp, images.bp, members.bp, info.bp, imports.bp, tasks.bp,
                stores.bp, locations.bp, metadefs.bp, cache.bp):
         app.register_blueprint(bp)
-
     if rt.settings.metrics_bind is None:  # else off, or on an address of its own
         app.register_blueprint(metrics.bp)
+
     @app.errorhandler(HTTPException)
     async def _http_error(exc: HTTPException) -> Response:
         status = exc.code or 500
@@ -112,6 +113,10 @@ def create_app(rt: Runtime, authenticator: Authenticator | None = None) -> ASGIA
     async def dispatch(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await quart_app(scope, receive, send)
+            return
+        problem = _url_problem(scope)
+        if problem is not None:
+            await _send_error(send, 400, problem, close=_has_body(scope))
             return
         path = scope["path"]
         for pattern, handler in data_routes:
@@ -168,6 +173,26 @@ def with_request_id(app: ASGIApp) -> ASGIApp:
             await app(scope, receive, send_with_id)
 
     return app_with_id
+
+
+def _url_problem(scope: Scope) -> str | None:
+    """Why the request's path or query string cannot be taken as text, or None.
+
+    Servers decode percent-escapes leniently (invalid UTF-8 becomes U+FFFD, so ``%ff`` in a
+    tag would be stored as something the client never sent); and NUL, which PostgreSQL
+    refuses in text, is refused here for every database alike.
+    """
+    raw_path = scope.get("raw_path") or scope["path"].encode("utf-8", "surrogateescape")
+    for part, raw in (("path", raw_path.partition(b"?")[0]),
+                      ("query string", scope.get("query_string", b"").replace(b"+", b" "))):
+        try:
+            text = unquote_to_bytes(raw).decode("utf-8")
+        except UnicodeDecodeError as e:
+            return (f"The URL's {part} is not UTF-8 once percent-decoded (byte "
+                    f"{e.object[e.start]:#04x} at {e.start}): percent-encode UTF-8 text.")
+        if "\x00" in text:
+            return f"The URL's {part} holds a NUL character (%00), which no name may contain."
+    return None
 
 
 def _has_body(scope: dict[str, Any]) -> bool:

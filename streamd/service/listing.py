@@ -47,6 +47,7 @@ BOOL_FIELDS = ("protected", "os_hidden")
 INT_FIELDS = ("min_ram", "min_disk", "size")  # size: exact, as Glance (also size_min/max)
 MEMBER_STATUSES = ("accepted", "pending", "rejected", "all")
 REPEATABLE = ("tag", "sort_key", "sort_dir")
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1  # the range of a BIGINT column
 
 
 @dataclass(frozen=True)
@@ -218,11 +219,17 @@ def _split_list(values: str) -> list[str]:
 
 
 def _integer(name: str, value: str) -> int:
+    """A whole number that fits the registry's 64-bit columns (the databases overflow, not
+    refuse, on anything larger)."""
     try:
-        return int(value)
+        number = int(value)
     except ValueError:
         raise BadRequest(f"Unable to filter {name} with a non-numeric value {value!r}: "
                          "give a whole number.") from None
+    if not INT64_MIN <= number <= INT64_MAX:
+        raise BadRequest(f"Unable to filter {name} with {value!r}: the value must lie between "
+                         f"{INT64_MIN} and {INT64_MAX}.")
+    return number
 
 
 def _parse_time(name: str, value: str) -> dt.datetime:
