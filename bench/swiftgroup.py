@@ -339,7 +339,9 @@ class SwiftRun(TargetRun):
         if self.access is not None and mark is not None:
             gets, sent = self.access.client_gets(mark)
             self._add(f"{name}.swift_gets", "requests", gets,
-                      note="object GETs Swift's proxy logged (clients' own, not SLO segments)")
+                      note="object GETs Swift's proxy logged from clients (not SLO's own "
+                           "segment subrequests; streamd reads a large object's segments "
+                           "itself: one GET of its manifest and one per segment read)")
             self._add(f"{name}.swift_bytes", unit, sent / scale,
                       note="bytes Swift's proxy sent for them" +
                            (", in image sizes" if per_image else ""))

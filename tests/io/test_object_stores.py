@@ -11,6 +11,7 @@ import uuid
 from collections.abc import AsyncIterator
 from contextlib import aclosing
 
+import httpx
 import pytest
 
 from streamd.io import StoreError
@@ -81,6 +82,28 @@ async def test_swift_large_object_in_segments(swift_server: SwiftServer, announc
     assert await store.list_names() == ["big"]
     await store.delete(stored.location)
     assert await store.list_names() == []
+    await store.aclose()
+
+
+async def test_swift_large_object_read_segment_by_segment(swift_server: SwiftServer) -> None:
+    """A large object is read from its segments, not through its manifest: a read checks
+    only the segments it touches, and a segment that is not the one the manifest names
+    (another etag) is refused, as Swift's SLO middleware refuses it."""
+    store = swift_store(swift_server)
+    data = random.Random(3).randbytes(2 * MiB + 99)
+    stored = await store.write(feed(data), key="segs", size=len(data))
+    assert await read_all(store, stored.location, MiB - 1, MiB + 50) == data[MiB - 1:2 * MiB + 49]
+    url, token = swift_server.token()
+    async with httpx.AsyncClient() as client:
+        manifest = (await client.get(f"{url}/{store.container}/segs?multipart-manifest=get",
+                                     headers={"X-Auth-Token": token})).json()
+        put = await client.put(url + manifest[1]["name"], content=b"x" * manifest[1]["bytes"],
+                               headers={"X-Auth-Token": token})
+        assert put.status_code == 201
+    assert await read_all(store, stored.location, 0, MiB) == data[:MiB]
+    with pytest.raises(StoreError, match="swift1.*etag differs"):
+        await read_all(store, stored.location)
+    await store.delete(stored.location)
     await store.aclose()
 
 

@@ -76,6 +76,16 @@ class SwiftCredentials:
     token: str | None = None
 
 
+@dataclass(frozen=True)
+class Part:
+    """What a read GETs: an object, or one segment of a large object (``etag``: the
+    manifest's, checked against the segment's)."""
+
+    path: str
+    size: int
+    etag: str | None
+
+
 class SwiftStore:
     """Image data as Swift objects; location ``swift://<store>/<container>/<key>``."""
 
@@ -196,20 +206,68 @@ class SwiftStore:
 
     async def read(
         self, location: str, offset: int = 0, length: int | None = None
-    ) -> AsyncIterator[bytes]:
-        """Yield exactly the bytes asked for, with one ranged GET."""
+    ) -> AsyncIterator[memoryview]:
+        """Yield exactly the bytes asked for: one ranged GET of the object, or of each
+        segment of a static large object that the range touches (``_parts``)."""
         path = self._object_path(self.container, self._locations.name(location))
-        size = await self._head_size(path)
+        head = await self._request("HEAD", path)
+        if head.status_code != 200:
+            self._raise_for(head, "read")
+        size = int(head.headers["content-length"])
         length = check_range(offset, length, size)
         if length == 0:
             return
+        parts = None
+        if head.headers.get("x-static-large-object", "").lower() == "true":
+            parts = await self._parts(path, size)
+        if parts is None:
+            parts = [Part(path, size, None)]
+        start = 0
+        for part in parts:
+            end = start + part.size
+            if end > offset and start < offset + length:
+                first = max(offset, start) - start
+                last = min(offset + length, end) - start
+                async for data in self._read_part(part, first, last - first):
+                    yield data
+            start = end
+
+    async def _parts(self, path: str, size: int) -> list[Part] | None:
+        """The segments of the large object at ``path``, to be read straight, or None (read
+        it through its manifest) when the manifest is not a plain list of whole segments
+        that add up to ``size``.
+
+        Swift's SLO middleware streams every segment through the proxy a second time
+        (a subrequest per segment): measured on the bench's Swift, a 256 MiB two-segment
+        object costs its proxy 3.1-4.1 CPU-s/GiB through the manifest and 1.0-1.5 read as
+        plain objects. The manifest's etags are checked against each segment's, as the
+        middleware does."""
+        response = await self._request("GET", path + "?multipart-manifest=get")
+        if response.status_code != 200:
+            return None
+        try:
+            listing = response.json()
+            parts = [Part("/" + quote(s["name"].lstrip("/")), int(s["bytes"]), s.get("hash"))
+                     for s in listing if "range" not in s and not s.get("sub_slo")]
+        except (ValueError, TypeError, KeyError, AttributeError):
+            return None
+        if len(parts) != len(listing) or sum(p.size for p in parts) != size:
+            return None
+        return parts
+
+    async def _read_part(self, part: Part, offset: int, length: int
+                         ) -> AsyncIterator[memoryview]:
+        """``[offset, offset + length)`` of one object, with one ranged GET."""
         headers = {"Range": f"bytes={offset}-{offset + length - 1}"}
-        response = await self._bulk_get(path, headers)
+        response = await self._bulk_get(part.path, headers)
         try:
             if response.status not in (200, 206):
                 raise self._error_for(response.status, await response.read_all(), "read")
-            if response.status == 200 and (offset or length != size):
+            if response.status == 200 and (offset or length != part.size):
                 raise StoreError(f"store {self.name!r} ignored a byte range")
+            if part.etag and response.headers.get("etag", "").strip('"') != part.etag:
+                raise StoreError(f"store {self.name!r}: segment {part.path} is not the one "
+                                 "its large object's manifest names (etag differs)")
             got = 0
             try:
                 async for data in response.chunks(length):
