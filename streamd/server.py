@@ -21,6 +21,7 @@ import importlib
 import logging
 import signal
 import socket
+import ssl
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
@@ -64,6 +65,13 @@ def server_config(settings: Settings) -> Any:
     # while the handler is still sending.
     config.max_app_queue_size = 2
     config.graceful_timeout = settings.graceful_timeout
+    if settings.tls_certfile is not None:
+        config.certfile = str(settings.tls_certfile)
+        config.keyfile = str(settings.tls_keyfile)
+        config.alpn_protocols = ["http/1.1"]  # see Settings.tls_certfile
+        if settings.tls_ca_certs is not None:
+            config.ca_certs = str(settings.tls_ca_certs)
+            config.verify_mode = ssl.CERT_REQUIRED
     if settings.workers > 1:
         # every worker binds the port itself; SO_REUSEPORT lets the kernel spread connections
         config.bind = [f"fd://{_reuse_port_socket(settings.bind)}"]

@@ -11,6 +11,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -35,10 +36,14 @@ class ServerProcess:
     log_path: Path | None = None
     # more `streamd serve` options, e.g. ("--database-url", url)
     args: Sequence[str] = ()
+    # True: plain HTTP; else the server serves TLS (STREAMD_TLS_* in env) and this is what
+    # httpx verifies it with (a CA bundle's path, or an ssl.SSLContext)
+    verify: Any = True
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        scheme = "http" if self.verify is True else "https"
+        return f"{scheme}://127.0.0.1:{self.port}"
 
     def start(self, timeout: float = 30.0) -> ServerProcess:
         env = {k: v for k, v in os.environ.items() if not k.startswith("STREAMD_")}
@@ -57,7 +62,8 @@ class ServerProcess:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"streamd exited with {self.proc.returncode}:\n{self.log()}")
             try:
-                if httpx.get(self.url + "/versions", timeout=1.0).status_code == 200:
+                if httpx.get(self.url + "/versions", timeout=1.0,
+                             verify=self.verify).status_code == 200:
                     return self
             except httpx.TransportError:
                 pass
