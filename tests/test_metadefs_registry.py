@@ -22,10 +22,10 @@ from streamd.registry.metadefs import (
     NewObject,
     namespaces_t,
 )
-from streamd.registry.models import Base
+from streamd.registry.models import metadata
 from tests.registry.conftest import BACKENDS, FakeClock, migrated_database
 
-METADEF_TABLES = [t for t in reversed(Base.metadata.sorted_tables) if t.name.startswith("metadef")]
+METADEF_TABLES = [t for t in reversed(metadata.sorted_tables) if t.name.startswith("metadef")]
 
 
 @pytest.fixture(scope="module", params=BACKENDS)

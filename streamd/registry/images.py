@@ -29,7 +29,11 @@ from sqlalchemy.exc import IntegrityError
 
 from streamd.errors import BadRequest, Conflict, Forbidden, NotFound
 from streamd.registry.connection import connect
-from streamd.registry.models import Image, ImageLocation, ImageMember, ImageProperty, ImageTag
+from streamd.registry.models import image_locations as locations_t
+from streamd.registry.models import image_members as members_t
+from streamd.registry.models import image_properties as props
+from streamd.registry.models import image_tags as tags_t
+from streamd.registry.models import images
 from streamd.registry.records import (
     CORE_FIELDS,
     GLANCE_SORT_KEYS,
@@ -41,12 +45,6 @@ from streamd.registry.records import (
     StoredCopy,
     Viewer,
 )
-
-images = Image.__table__
-props = ImageProperty.__table__
-tags_t = ImageTag.__table__
-members_t = ImageMember.__table__
-locations_t = ImageLocation.__table__
 
 # what a listing may be ordered by: Glance's keys (all the API offers) and five more columns
 SORT_KEYS = (*GLANCE_SORT_KEYS, "virtual_size", "visibility", "owner", "min_disk", "min_ram")

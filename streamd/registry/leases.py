@@ -24,9 +24,7 @@ from sqlalchemy.exc import IntegrityError
 
 from streamd.registry.connection import connect
 from streamd.registry.images import utcnow
-from streamd.registry.models import Lease
-
-leases_t = Lease.__table__
+from streamd.registry.models import leases as leases_t
 
 
 class LeaseHolder(NamedTuple):

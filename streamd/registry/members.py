@@ -18,11 +18,9 @@ from sqlalchemy.exc import IntegrityError
 from streamd.errors import Conflict, NotFound
 from streamd.registry.connection import connect
 from streamd.registry.images import utcnow
-from streamd.registry.models import Image, ImageMember
+from streamd.registry.models import image_members as members
+from streamd.registry.models import images
 from streamd.registry.records import MemberRecord
-
-members = ImageMember.__table__
-images = Image.__table__
 
 MEMBER_STATUSES = ("pending", "accepted", "rejected")
 

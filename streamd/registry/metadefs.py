@@ -25,21 +25,12 @@ from sqlalchemy.exc import IntegrityError
 from streamd.errors import BadRequest, Conflict, NotFound
 from streamd.registry.connection import connect
 from streamd.registry.images import utcnow
-from streamd.registry.models import (
-    MetadefNamespace,
-    MetadefNamespaceResourceType,
-    MetadefObject,
-    MetadefProperty,
-    MetadefResourceType,
-    MetadefTag,
-)
-
-namespaces_t = MetadefNamespace.__table__
-resource_types_t = MetadefResourceType.__table__
-associations_t = MetadefNamespaceResourceType.__table__
-properties_t = MetadefProperty.__table__
-objects_t = MetadefObject.__table__
-tags_t = MetadefTag.__table__
+from streamd.registry.models import metadef_namespace_resource_types as associations_t
+from streamd.registry.models import metadef_namespaces as namespaces_t
+from streamd.registry.models import metadef_objects as objects_t
+from streamd.registry.models import metadef_properties as properties_t
+from streamd.registry.models import metadef_resource_types as resource_types_t
+from streamd.registry.models import metadef_tags as tags_t
 
 NAMESPACE_SORT_KEYS = ("created_at", "updated_at", "namespace", "display_name", "visibility",
                        "owner", "protected", "id")

@@ -107,12 +107,12 @@ def downgrade(engine: sa.Engine, revision: str) -> None:
 
 def create_current(engine: sa.Engine) -> bool:
     """Create the schema at ``HEAD`` in an empty database; False if it holds any table."""
-    from streamd.registry.models import Base
+    from streamd.registry.models import metadata
 
     with engine.begin() as conn:
         if sa.inspect(conn).get_table_names():
             return False
-        Base.metadata.create_all(conn)
+        metadata.create_all(conn)
         # the table alembic would have made, and the row its ``stamp`` would write
         version = sa.Table(
             "alembic_version",

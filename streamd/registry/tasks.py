@@ -20,9 +20,7 @@ import sqlalchemy as sa
 from streamd.errors import BadRequest, Conflict, NotFound
 from streamd.registry.connection import connect
 from streamd.registry.images import utcnow
-from streamd.registry.models import Task
-
-tasks_t = Task.__table__
+from streamd.registry.models import tasks as tasks_t
 
 TASK_STATUSES = ("pending", "processing", "success", "failure")
 UNFINISHED = ("pending", "processing")

@@ -5,10 +5,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 
 from streamd.registry.connection import connect
-from streamd.registry.models import Image
+from streamd.registry.models import images
 from streamd.registry.records import Usage
-
-images = Image.__table__
 
 # statuses of an image whose data is arriving now (Glance's image_count_uploading)
 UPLOADING = ("saving", "uploading", "importing")

@@ -21,7 +21,7 @@ import pytest
 import sqlalchemy as sa
 
 from streamd.registry import ImageRegistry, make_engine, upgrade
-from streamd.registry.models import Base
+from streamd.registry.models import metadata
 
 BACKENDS = ("sqlite", "postgresql", "mysql")
 SERVERS = {
@@ -125,7 +125,7 @@ def engine(migrated_url: str) -> Iterator[sa.Engine]:
     finally:
         engine.dispose()  # connections a test broke on purpose must not be reused here
         with engine.begin() as conn:
-            for table in reversed(Base.metadata.sorted_tables):
+            for table in reversed(metadata.sorted_tables):
                 conn.execute(table.delete())
         engine.dispose()
 

@@ -17,7 +17,7 @@ from streamd.registry import (
     make_engine,
     upgrade,
 )
-from streamd.registry.models import Base
+from streamd.registry.models import metadata as models_metadata
 from streamd.registry.schema import (
     HEAD,
     create_current,
@@ -43,7 +43,7 @@ def tables(engine: sa.Engine) -> set[str]:
     return set(sa.inspect(engine).get_table_names()) - {"alembic_version"}
 
 
-def drift(engine: sa.Engine, metadata: sa.MetaData = Base.metadata) -> list[object]:
+def drift(engine: sa.Engine, metadata: sa.MetaData = models_metadata) -> list[object]:
     """What alembic's autogenerate would write to turn the database into ``metadata``."""
     with engine.connect() as conn:
         context = MigrationContext.configure(conn, opts={"compare_type": True})
@@ -78,8 +78,8 @@ def test_models_match_migrations(engine: sa.Engine) -> None:
 
 def test_drift_would_be_seen(engine: sa.Engine) -> None:
     """The comparison above is live: a column or an index only in the models shows up."""
-    changed = sa.MetaData(naming_convention=Base.metadata.naming_convention)
-    for table in Base.metadata.sorted_tables:
+    changed = sa.MetaData(naming_convention=models_metadata.naming_convention)
+    for table in models_metadata.sorted_tables:
         table.to_metadata(changed)
     images = changed.tables["images"]
     images.append_column(sa.Column("extra", sa.Integer, nullable=True))
