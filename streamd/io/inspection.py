@@ -14,15 +14,55 @@ image that declares a ``disk_format`` is the service's decision
 
 from __future__ import annotations
 
+import importlib.machinery
+import importlib.util
 import logging
+import sys
+import types
 from dataclasses import dataclass, field
 from typing import Any
 
-from oslo_utils.imageutils import format_inspector as fi
+import oslo_utils.imageutils
+
+LUKS_MODULE = "oslo_utils.imageutils._luks"
+
+
+class _LuksOnDemand(types.ModuleType):
+    """oslo's LUKS helpers, loaded the first time a LUKS image needs one of them.
+
+    ``format_inspector`` imports its ``_luks`` module at once, and that imports
+    ``cryptography`` (~6.7 MiB of RSS in every server process, most of it the Rust
+    extension's pages), which only the decryption of a LUKS image with a passphrase uses;
+    streamd never passes one. ``LUKSHeader`` is a ``TypedDict`` the inspector names in an
+    annotation evaluated when its class is made and in a ``cast``: at run time it is
+    ``dict``. Any other name loads the real module (and so ``cryptography``) in place.
+    """
+
+    def __getattr__(self, name: str) -> Any:
+        if name == "LUKSHeader":
+            return dict
+        if name.startswith("__"):
+            raise AttributeError(name)
+        spec = importlib.machinery.PathFinder.find_spec(
+            LUKS_MODULE, oslo_utils.imageutils.__path__)
+        if spec is None or spec.loader is None:
+            raise AttributeError(f"{LUKS_MODULE} not found, so no {name}")
+        real = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(real)
+        self.__dict__.update(real.__dict__)
+        return getattr(real, name)
+
+
+if "oslo_utils.imageutils.format_inspector" not in sys.modules:
+    sys.modules.setdefault(LUKS_MODULE, _LuksOnDemand(LUKS_MODULE))
+
+from oslo_utils.imageutils import format_inspector as fi  # noqa: E402  (after the above)
 
 log = logging.getLogger(__name__)
 
-__all__ = ["DiskInspection", "DiskInspector"]
+__all__ = ["INSPECTABLE_FORMATS", "DiskInspection", "DiskInspector"]
+
+INSPECTABLE_FORMATS = frozenset(fi.ALL_FORMATS)  # the disk formats oslo can recognise
 
 
 @dataclass(frozen=True)

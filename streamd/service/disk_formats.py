@@ -24,13 +24,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Protocol
 
-from oslo_utils.imageutils import format_inspector
-
 from streamd.config import Settings
 from streamd.errors import UnsupportedMediaType
-from streamd.io.inspection import DiskInspection
+from streamd.io.inspection import INSPECTABLE_FORMATS, DiskInspection
 
-INSPECTABLE = frozenset(format_inspector.ALL_FORMATS)  # disk formats oslo can recognise
+INSPECTABLE = INSPECTABLE_FORMATS  # disk formats oslo can recognise
 GPT_NONFATAL: frozenset[str] = frozenset()  # Glance's gpt_safety_checks_nonfatal default
 
 
