@@ -1,4 +1,5 @@
-"""The ``streamd`` command: wiring only."""
+"""The ``streamd`` command: parses the command line and calls the server, the registry or
+the service layer (wiring only); what users read is in ``DESCRIPTION`` and the help lines."""
 
 from __future__ import annotations
 
@@ -12,13 +13,13 @@ from streamd.errors import StreamdError
 from streamd.request_ids import RequestIdLogFilter
 
 
+def _overrides(args: argparse.Namespace) -> dict[str, str | None]:
+    """The settings a command's flags give (None: not given)."""
+    return {name: getattr(args, name, None) for name in ("bind", "data_dir", "database_url")}
+
+
 def _settings(args: argparse.Namespace) -> Settings:
-    overrides = {
-        "bind": getattr(args, "bind", None),
-        "data_dir": getattr(args, "data_dir", None),
-        "database_url": getattr(args, "database_url", None),
-    }
-    return load_settings(args.config, overrides=overrides)
+    return load_settings(args.config, overrides=_overrides(args))
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -153,54 +154,117 @@ def _cache(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="streamd", description=__doc__)
-    parser.add_argument("--config", help="TOML settings file (also STREAMD_CONFIG)")
-    sub = parser.add_subparsers(dest="command", required=True)
+DESCRIPTION = """\
+streamd: an OpenStack Image API v2 server (the API of Glance) for python-glanceclient,
+openstacksdk, the openstack CLI, Nova and Cinder, with a streaming data plane."""
 
-    serve = sub.add_parser("serve", help="run the Image API v2 server")
-    serve.add_argument("--bind", help="HOST:PORT to listen on (default 127.0.0.1:9292)")
-    serve.add_argument("--data-dir", help="where images and the SQLite registry live")
-    serve.add_argument("--database-url", help="registry URL (default: SQLite under data-dir)")
-    serve.add_argument("--config", dest="config", default=argparse.SUPPRESS)
+SETTINGS_EPILOG = """\
+Settings come from defaults, then the TOML file of --config (or $STREAMD_CONFIG), then
+STREAMD_<NAME> environment variables (e.g. STREAMD_BIND=0.0.0.0:9292,
+STREAMD_AUTH=tokens; a store's options: STREAMD_STORES__<ID>__<OPTION>), then these
+flags. `streamd config show` prints every setting and where its value came from; the
+README's Configuration section explains each one."""
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("streamd")
+    except PackageNotFoundError:  # run from a checkout that is not installed
+        return "unknown (not installed)"
+
+
+def _config_show(args: argparse.Namespace) -> int:
+    """``streamd config show``: every setting's effective value and where it came from."""
+    from streamd.config import load_settings_traced
+    from streamd.settings_report import describe_settings
+
+    settings, sources = load_settings_traced(args.config, overrides=_overrides(args))
+    for line in describe_settings(settings, sources):
+        print(line)
+    return 0
+
+
+def _add_registry_options(command: argparse.ArgumentParser) -> None:
+    """--config, --data-dir and --database-url: where the settings and the registry are."""
+    command.add_argument("--config", dest="config", default=argparse.SUPPRESS,
+                         metavar="FILE", help="TOML settings file (also $STREAMD_CONFIG)")
+    command.add_argument("--data-dir", metavar="DIR",
+                         help="images, staging and the SQLite registry (default ./streamd-data;"
+                              " STREAMD_DATA_DIR)")
+    command.add_argument("--database-url", metavar="URL",
+                         help="the registry: postgresql+psycopg://…, mysql+pymysql://… "
+                              "(default: SQLite under the data dir; STREAMD_DATABASE_URL)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="streamd", description=DESCRIPTION,
+        epilog="`streamd COMMAND --help` tells more. " + SETTINGS_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"streamd {_version()}")
+    parser.add_argument("--config", metavar="FILE",
+                        help="TOML settings file (also $STREAMD_CONFIG)")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    serve = sub.add_parser(
+        "serve", help="run the Image API v2 server",
+        description="Serve the OpenStack Image API v2 on --bind (default "
+                    "http://127.0.0.1:9292): SQLite and files under --data-dir unless the "
+                    "settings say otherwise.",
+        epilog=SETTINGS_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    serve.add_argument("--bind", metavar="HOST:PORT",
+                       help="where to listen (default 127.0.0.1:9292; STREAMD_BIND)")
+    _add_registry_options(serve)
     # started by the primary process when workers > 1: serve without start-up repair
     serve.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     serve.set_defaults(func=_serve)
 
-    db = sub.add_parser("db", help="registry database commands")
-    db_sub = db.add_subparsers(dest="db_command", required=True)
-    up = db_sub.add_parser("upgrade", help="apply pending schema migrations")
-    up.add_argument("--data-dir")
-    up.add_argument("--database-url")
-    up.add_argument("--config", dest="config", default=argparse.SUPPRESS)
+    db = sub.add_parser("db", help="the registry database: schema migrations")
+    db_sub = db.add_subparsers(dest="db_command", required=True, metavar="COMMAND")
+    up = db_sub.add_parser(
+        "upgrade", help="apply pending schema migrations",
+        description="Bring the registry's schema up to date (PostgreSQL and MySQL need this "
+                    "before the first start and after an upgrade; SQLite migrates itself).")
+    _add_registry_options(up)
     up.set_defaults(func=_db_upgrade)
+
+    config = sub.add_parser("config", help="the effective settings")
+    config_sub = config.add_subparsers(dest="config_command", required=True, metavar="COMMAND")
+    show = config_sub.add_parser(
+        "show", help="print every setting, its value and where it came from",
+        description="Print each setting's effective value (secrets masked) and its source: "
+                    "default, file, env (the variable) or flag.",
+        epilog=SETTINGS_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    show.add_argument("--bind", metavar="HOST:PORT", help="as for serve")
+    _add_registry_options(show)
+    show.set_defaults(func=_config_show)
 
     md = sub.add_parser("metadefs", help="metadata definitions: load, export, unload "
                                          "namespace files (Glance's etc/metadefs format)")
-    md_sub = md.add_subparsers(dest="metadefs_command", required=True)
+    md_sub = md.add_subparsers(dest="metadefs_command", required=True, metavar="COMMAND")
     load = md_sub.add_parser("load", help="load every *.json namespace file of DIRECTORY")
     load.add_argument("directory", help="a directory of namespace files, or one file")
     load.add_argument("--replace", action="store_true",
                       help="load namespaces that exist anew (default: skip them)")
     export = md_sub.add_parser("export", help="write each namespace to DIRECTORY/<name>.json")
-    export.add_argument("directory")
+    export.add_argument("directory", help="where to write the files (created if missing)")
     export.add_argument("--namespace", action="append", help="only this one (repeatable)")
     unload = md_sub.add_parser("unload", help="delete namespaces (default: all, and the "
                                               "resource types)")
     unload.add_argument("--namespace", action="append", help="only this one (repeatable)")
     for command in (load, export, unload):
-        command.add_argument("--data-dir")
-        command.add_argument("--database-url")
-        command.add_argument("--config", dest="config", default=argparse.SUPPRESS)
+        _add_registry_options(command)
         command.set_defaults(func=_metadefs)
 
     cache = sub.add_parser("cache", help="this node's read-through cache (through its API)")
-    cache_sub = cache.add_subparsers(dest="cache_command", required=True)
+    cache_sub = cache.add_subparsers(dest="cache_command", required=True, metavar="COMMAND")
     commands = [cache_sub.add_parser("list", help="cached and queued images")]
     for name, what in (("queue", "queue images for the prefetcher (cached at once)"),
                        ("delete", "drop images from the cache")):
         command = cache_sub.add_parser(name, help=what)
-        command.add_argument("image_id", nargs="+")
+        command.add_argument("image_id", nargs="+", help="an image's id")
         commands.append(command)
     clear = cache_sub.add_parser("clear", help="drop every entry and/or the queue")
     clear.add_argument("--target", choices=("cache", "queue"), help="only this (default: both)")
@@ -212,7 +276,8 @@ def build_parser() -> argparse.ArgumentParser:
                                            "or one made from bind)")
         command.add_argument("--token", help="an admin's token (auth = tokens or keystone; "
                                              "also OS_AUTH_TOKEN)")
-        command.add_argument("--config", dest="config", default=argparse.SUPPRESS)
+        command.add_argument("--config", dest="config", default=argparse.SUPPRESS,
+                             metavar="FILE", help="TOML settings file (also $STREAMD_CONFIG)")
         command.set_defaults(func=_cache)
     return parser
 
