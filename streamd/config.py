@@ -161,7 +161,7 @@ class Settings:
     # cost 25..40 % more there; bench/results/README.md has the table)
     http_server: str = "hypercorn"
     # send downloads of local files (file store, complete cache entries) with os.sendfile on
-    # plaintext HTTP/1.1 connections (streamd/hypercorn_sendfile.py); false: always through
+    # plaintext HTTP/1.1 connections (streamd/hypercorn_h11.py); false: always through
     # Python, as over TLS and HTTP/2
     zero_copy: bool = True
     # bytes handed to one os.sendfile window of a zero-copy download; the next window's
@@ -176,6 +176,9 @@ class Settings:
     tls_ca_certs: Path | None = None
     workers: int = 1
     keep_alive_timeout: float = 75.0
+    # a request's headers must be complete this many seconds after their first byte, or the
+    # connection gets a 408 and is closed (a client dribbling headers holds no connection)
+    header_timeout: float = 20.0
     # on SIGTERM, requests in flight get this long to finish before they are cancelled
     graceful_timeout: float = 10.0
     # quart-trio cuts metadata responses after this long; data routes never go through it
@@ -279,6 +282,8 @@ def _check(s: Settings) -> None:
     host, sep, port = s.bind.rpartition(":")
     if not sep or not host or not port.isdigit() or not 0 <= int(port) < 65536:
         raise bad("bind", f"{s.bind!r} is not HOST:PORT")
+    if not 0 < s.header_timeout <= 3600:
+        raise bad("header_timeout", "must be more than 0 and at most 3600 seconds")
     if (s.tls_certfile is None) != (s.tls_keyfile is None):
         raise bad("tls_certfile" if s.tls_certfile is None else "tls_keyfile",
                   "TLS needs both tls_certfile and tls_keyfile")

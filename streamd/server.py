@@ -1,7 +1,7 @@
 """``streamd serve``: the ASGI server (hypercorn or anycorn) and the runtime in one nursery.
 
 hypercorn is the default, taught the ``http.response.zerocopysend`` extension
-(streamd/hypercorn_sendfile.py) so that a download of a local file goes out with
+(streamd/hypercorn_h11.py) so that a download of a local file goes out with
 ``os.sendfile`` instead of being copied through Python. anycorn, a fork of hypercorn on AnyIO
 (run here on trio) that has the extension built in, is the other choice
 (``http_server = "anycorn"``); it costs more CPU per request on everything else (metadata,
@@ -118,7 +118,7 @@ async def serve(
     takes the server down (exit status 1), so that start-up repair runs before it serves
     again. ``clock`` is the wall clock of the periodic jobs.
     """
-    server_serve = _use_server(settings.http_server, zero_copy=settings.zero_copy)
+    server_serve = _use_server(settings)
     if shutdown is None:  # an Event has no truth value
         shutdown = trio.Event()
     extra = settings.workers - 1 if primary else 0
@@ -158,15 +158,17 @@ def _metrics_config(settings: Settings) -> Any:
     return config
 
 
-def _use_server(name: str, *, zero_copy: bool) -> Callable[..., Any]:
-    """Import the ASGI server ``name``, set its socket read size, return its ``serve``;
-    hypercorn learns ``os.sendfile`` downloads first when ``zero_copy``.
+def _use_server(settings: Settings) -> Callable[..., Any]:
+    """Import the ASGI server of ``settings``, set its socket read size, return its
+    ``serve``; hypercorn first learns what streamd.hypercorn_h11 adds (zero copy when
+    ``zero_copy``, JSON error bodies, the header timeout).
 
     Imported here, not at the top: only the one in use costs memory.
     """
+    name = settings.http_server
     if name == "hypercorn":
-        if zero_copy:
-            importlib.import_module("streamd.hypercorn_sendfile").install()
+        importlib.import_module("streamd.hypercorn_h11").install(
+            zero_copy=settings.zero_copy, header_timeout=settings.header_timeout)
         tcp_server = importlib.import_module("hypercorn.trio.tcp_server")
         serve_fn = importlib.import_module("hypercorn.trio").serve
     else:

@@ -175,7 +175,7 @@ class DataRequest:
     receive: Receive
     zero_copy: bool
     """The server sends files with ``os.sendfile`` on this connection (plaintext HTTP/1.1,
-    hypercorn taught by streamd.hypercorn_sendfile or anycorn): ``Response.sendfile`` may be
+    hypercorn taught by streamd.hypercorn_h11 or anycorn): ``Response.sendfile`` may be
     used."""
 
     @classmethod

@@ -1,5 +1,5 @@
 """Zero-copy downloads (``os.sendfile``: hypercorn taught ``zerocopysend`` by
-streamd/hypercorn_sendfile.py, the default, and anycorn) and the streaming path beside them
+streamd/hypercorn_h11.py, the default, and anycorn) and the streaming path beside them
 (``zero_copy = false``; object stores).
 
 A real server on each: a download from the file store goes out with ``os.sendfile`` unless

@@ -1,30 +1,38 @@
-"""hypercorn with the ASGI ``http.response.zerocopysend`` extension on plaintext HTTP/1.1.
+"""hypercorn's HTTP/1.1 connections as streamd needs them: ``os.sendfile`` bodies (the ASGI
+``http.response.zerocopysend`` extension), JSON error bodies, and a header timeout.
 
-A download of a local file (the file store, a complete cache entry) is the hot path of a
-boot storm; through Python every chunk is read into a buffer, copied by hypercorn
+Zero copy. A download of a local file (the file store, a complete cache entry) is the hot
+path of a boot storm; through Python every chunk is read into a buffer, copied by hypercorn
 (``bytes()``), framed by h11 and written. With ``os.sendfile`` the kernel moves page-cache
 pages to the socket and Python only counts. hypercorn has no hook for this (the extension is
 an open request upstream); anycorn, its fork on AnyIO, has one, but costs 25-40 % more per
 metadata request on trio (bench/results/README.md). So streamd keeps hypercorn and adds the
-extension here, the way anycorn does it, in three small subclasses:
+extension the way anycorn does: the HTTP/1.1 protocol offers it in the scope of each
+plaintext request and turns a ``zerocopysend`` message into h11 framing plus a ``SendFile``
+event (h11's ``send_with_data_passthrough`` keeps the Content-Length accounting, or writes
+the chunk size, for a placeholder that only has a length, and hands the placeholder back
+unread); the trio TCP server fulfils ``SendFile`` with ``os.sendfile`` on its socket,
+waiting for writability when the socket buffer is full (trio's ``send_all`` returns only
+once everything it was given is in the kernel, so the headers are on the wire first). TLS
+and HTTP/2 connections never see the extension: the app streams there. A sendfile cut short
+(client gone, task cancelled) leaves the response incomplete, so the connection is closed.
 
-- the HTTP/1.1 protocol offers the extension in the scope of each plaintext request and turns
-  a ``zerocopysend`` message into h11 framing plus a ``SendFile`` event: h11's
-  ``send_with_data_passthrough`` keeps the Content-Length accounting (or writes the chunk
-  size) for a placeholder that only has a length, and hands the placeholder back unread;
-- the trio TCP server fulfils ``SendFile`` with ``os.sendfile`` on the connection's socket,
-  waiting for writability when the socket buffer is full. trio's ``send_all`` returns only
-  once everything it was given is in the kernel, so the headers are on the wire first;
-- ``install()`` makes hypercorn's trio ``serve`` build connections from these classes (it
-  reads both names from module globals: there is no parameter to pass them).
+Errors. hypercorn answers a request h11 cannot parse (bad request line 400, headers too
+large 431, an unknown transfer coding 501) with an empty body; here it gets the JSON
+envelope every other streamd error has (``streamd.http.errors``).
 
-TLS and HTTP/2 connections never see the extension: the app streams there (the data routes
-check the scope). A sendfile cut short (client gone, task cancelled) leaves the response
-incomplete, so the connection is closed rather than reused.
+Header timeout. hypercorn's keep-alive timer runs until a request's headers are complete,
+and its read timeout restarts with every byte, so a client sending headers one byte at a
+time held a connection for minutes. Here the headers of each request must be complete
+within ``header_timeout`` seconds of their first byte, or the connection gets a 408 and is
+closed.
 
-Built against hypercorn 0.18 (pinned in pyproject.toml): the subclasses use
-``HTTPStream.state``, ``HTTPStream._send_closed`` and ``H11Protocol._send_h11_event``;
-tests/e2e/test_zero_copy.py proves the result byte for byte on every range form.
+``install()`` makes hypercorn's trio ``serve`` build connections from these classes (it reads
+both names from module globals: there is no parameter to pass them). Built against
+hypercorn 0.18 (pinned in pyproject.toml): the subclasses use ``HTTPStream.state``,
+``HTTPStream._send_closed``, ``H11Protocol._send_h11_event`` and
+``H11Protocol._send_error_response``; tests/e2e/test_zero_copy.py and
+tests/e2e/test_http_layer.py hold them to it.
 """
 
 from __future__ import annotations
@@ -41,6 +49,8 @@ from hypercorn.protocol.events import Event as StreamEvent
 from hypercorn.protocol.http_stream import ASGIHTTPState, HTTPStream
 from hypercorn.trio.tcp_server import TCPServer
 from hypercorn.utils import UnexpectedMessageError, suppress_body
+
+from streamd.http.errors import error_body
 
 ZERO_COPY_SEND = "http.response.zerocopysend"
 _SENDFILE_VERSIONS = frozenset({"1.0", "1.1"})  # h11 frames these with plain byte ranges
@@ -128,16 +138,69 @@ def _zero_copy_send(stream: HTTPStream, app_send: Any) -> Any:
     return send
 
 
-class ZeroCopyH11Protocol(hypercorn_h11.H11Protocol):
-    """hypercorn's HTTP/1.1 protocol, offering ``zerocopysend`` on plaintext connections."""
+# what a request h11 could not parse is told (the status is h11's hint)
+_PROTOCOL_ERRORS = {
+    400: "The request is not valid HTTP/1.1 (request line, header or body framing).",
+    408: "The request's headers did not arrive in time.",
+    413: "The request is too large.",
+    431: "The request line and headers are too large.",
+    501: "The request uses a transfer coding this server does not implement.",
+}
+
+
+class StreamdH11Protocol(hypercorn_h11.H11Protocol):
+    """hypercorn's HTTP/1.1 protocol with ``zerocopysend`` on plaintext connections (when
+    ``zero_copy``), JSON error bodies and a header timeout (class settings: ``install``)."""
+
+    zero_copy = False
+    header_timeout = 20.0
 
     def __init__(self, app: Any, config: Any, context: Any, task_group: Any,
                  connection_state: Any, ssl: bool, client: Any, server: Any,
                  send: Any) -> None:
-        if not ssl:
+        if self.zero_copy and not ssl:
             task_group = _OfferingTaskGroup(task_group)
         super().__init__(app, config, context, task_group, connection_state, ssl, client,
                          server, send)
+        self._header_timer: trio.CancelScope | None = None
+
+    async def handle(self, event: Event) -> None:
+        await super().handle(event)
+        if isinstance(event, Closed):
+            self._stop_header_timer()
+        elif (self._header_timer is None and self.stream is None
+              and self.connection.their_state is h11.IDLE
+              and self.connection.trailing_data[0]):
+            # the first bytes of a request whose headers are not complete yet
+            self._header_timer = trio.CancelScope()
+            self.task_group.spawn(self._expire_headers, self._header_timer)
+
+    async def _create_stream(self, request: h11.Request) -> None:
+        self._stop_header_timer()
+        await super()._create_stream(request)
+
+    def _stop_header_timer(self) -> None:
+        if self._header_timer is not None:
+            self._header_timer.cancel()
+            self._header_timer = None
+
+    async def _expire_headers(self, scope: trio.CancelScope) -> None:
+        with scope:
+            await trio.sleep(self.header_timeout)
+            self._header_timer = None
+            if self.stream is None and self.connection.our_state is h11.IDLE:
+                await self._send_error_response(408)
+                await self.send(Closed())
+
+    async def _send_error_response(self, status_code: int) -> None:
+        body = error_body(status_code, _PROTOCOL_ERRORS.get(
+            status_code, "The request could not be handled at the HTTP layer."))
+        headers = [(b"content-type", b"application/json"),
+                   (b"content-length", b"%d" % len(body)), (b"connection", b"close"),
+                   *self.config.response_headers("h11")]
+        await self._send_h11_event(h11.Response(status_code=status_code, headers=headers))
+        await self._send_h11_event(h11.Data(data=body))
+        await self._send_h11_event(h11.EndOfMessage())
 
     async def stream_send(self, event: StreamEvent) -> None:
         if not isinstance(event, _FileBody):
@@ -207,10 +270,14 @@ async def _sendfile(sock: Any, fd: int, offset: int, count: int) -> bool:
     return True
 
 
-def install() -> None:
-    """Make hypercorn's trio ``serve`` build its connections from the classes above."""
+def install(*, zero_copy: bool, header_timeout: float) -> None:
+    """Make hypercorn's trio ``serve`` build its connections from the classes above.
+
+    Settings of the process (one server per process), so class attributes."""
     import hypercorn.protocol
     import hypercorn.trio.run
 
-    hypercorn.protocol.H11Protocol = ZeroCopyH11Protocol  # type: ignore[misc]
+    StreamdH11Protocol.zero_copy = zero_copy
+    StreamdH11Protocol.header_timeout = header_timeout
+    hypercorn.protocol.H11Protocol = StreamdH11Protocol  # type: ignore[misc]
     hypercorn.trio.run.TCPServer = ZeroCopyTCPServer  # type: ignore[misc]
