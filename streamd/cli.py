@@ -7,6 +7,7 @@ import argparse
 import functools
 import logging
 import sys
+from typing import Any
 
 from streamd.config import ConfigError, Settings, load_settings
 from streamd.errors import StreamdError
@@ -28,29 +29,46 @@ def _serve(args: argparse.Namespace) -> int:
     import trio
 
     from streamd.server import WorkerDied, serve
+    from streamd.startup import claim_data_dir, listening_socket
 
     settings = _settings(args)
     # a file store past RLIMIT_FSIZE must see EFBIG, not die of SIGXFSZ
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
     if args.worker:
-        trio.run(functools.partial(serve, settings, primary=False))
+        trio.run(functools.partial(serve, settings, primary=False, listen_fd=args.listen_fd))
         return 0
-    logging.getLogger("streamd").info(
-        "streamd serving on http://%s (data in %s, registry %s, %d worker process%s)",
-        settings.bind, settings.data_dir, settings.registry_url.split("@")[-1],
-        settings.workers, "" if settings.workers == 1 else "es",
-    )
-    # a worker is this same command (so the same settings) with --worker
-    worker_command = [sys.executable, "-m", "streamd", *args.argv, "--worker"]
-    try:
-        trio.run(functools.partial(serve, settings, worker_command=worker_command))
-    except BaseExceptionGroup as group:
-        error = _only_error(group)
-        if isinstance(error, WorkerDied):
-            logging.getLogger("streamd").error("%s", error)
-            return 1
-        raise
+    with claim_data_dir(settings.data_dir) as lock_fd, \
+            listening_socket(settings.bind) as sock:
+        # a worker is this same command (so the same settings) with --worker, serving on the
+        # primary's socket; -P: from the installed package, whatever the working directory
+        # holds (python -m would put it first on sys.path)
+        worker_command = [sys.executable, "-P", "-m", "streamd", *args.argv, "--worker",
+                          "--listen-fd", str(sock.fileno())]
+        try:
+            trio.run(functools.partial(
+                _serve_and_announce, serve, settings, worker_command=worker_command,
+                listen_fd=sock.fileno(), pass_fds=(sock.fileno(), lock_fd)))
+        except BaseExceptionGroup as group:
+            error = _only_error(group)
+            if isinstance(error, WorkerDied):
+                logging.getLogger("streamd").error("%s", error)
+                return 1
+            raise
     return 0
+
+
+async def _serve_and_announce(serve: Any, settings: Settings, **kwargs: Any) -> None:
+    """Run ``serve``; say "serving on" once it is true (the socket accepts, the registry
+    answered, start-up repair is done), not before."""
+    import trio
+
+    async with trio.open_nursery() as nursery:
+        urls = await nursery.start(functools.partial(serve, settings, **kwargs))
+        logging.getLogger("streamd").info(
+            "streamd serving on %s (data in %s, registry %s, %d worker process%s)",
+            ", ".join(urls), settings.data_dir, settings.registry_url.split("@")[-1],
+            settings.workers, "" if settings.workers == 1 else "es",
+        )
 
 
 def _db_upgrade(args: argparse.Namespace) -> int:
@@ -219,6 +237,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_registry_options(serve)
     # started by the primary process when workers > 1: serve without start-up repair
     serve.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    serve.add_argument("--listen-fd", type=int, help=argparse.SUPPRESS)  # the primary's socket
     serve.set_defaults(func=_serve)
 
     db = sub.add_parser("db", help="the registry database: schema migrations")

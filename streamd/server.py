@@ -19,8 +19,8 @@ from __future__ import annotations
 import functools
 import importlib
 import logging
+import os
 import signal
-import socket
 import ssl
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -50,10 +50,12 @@ log = logging.getLogger("streamd")
 SOCKET_READ = 128 * KiB
 
 
-def server_config(settings: Settings) -> Any:
-    """The ASGI server's ``Config`` (anycorn's is hypercorn's, forked: same fields)."""
+def server_config(settings: Settings, listen_fd: int | None = None) -> Any:
+    """The ASGI server's ``Config`` (anycorn's is hypercorn's, forked: same fields);
+    it serves on ``listen_fd`` (a bound socket, see ``streamd.startup``) when given."""
     config = importlib.import_module(f"{settings.http_server}.config").Config()
-    config.bind = [settings.bind]
+    # a copy of the descriptor: the server closes the one it is given
+    config.bind = [settings.bind if listen_fd is None else f"fd://{os.dup(listen_fd)}"]
     config.keep_alive_timeout = settings.keep_alive_timeout
     config.accesslog = None
     config.errorlog = logging.getLogger(f"{settings.http_server}.error")
@@ -72,30 +74,7 @@ def server_config(settings: Settings) -> Any:
         if settings.tls_ca_certs is not None:
             config.ca_certs = str(settings.tls_ca_certs)
             config.verify_mode = ssl.CERT_REQUIRED
-    if settings.workers > 1:
-        # every worker binds the port itself; SO_REUSEPORT lets the kernel spread connections
-        config.bind = [f"fd://{_reuse_port_socket(settings.bind)}"]
     return config
-
-
-def _reuse_port_socket(bind: str) -> int:
-    """A TCP socket bound to ``host:port`` with SO_REUSEPORT; hypercorn owns its fd.
-
-    Not hypercorn's ``config.workers``: that also sets SO_REUSEPORT but warns that it does
-    nothing under ``serve`` (it only counts for hypercorn's own process runner).
-    """
-    host, _, port = bind.rpartition(":")
-    host = host.strip("[]")
-    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # inherited by accepts
-        sock.bind((host, int(port)))
-    except BaseException:
-        sock.close()
-        raise
-    return sock.detach()
 
 
 async def serve(
@@ -106,12 +85,16 @@ async def serve(
     worker_command: Sequence[str] | None = None,
     primary: bool = True,
     clock: Callable[[], float] = time.time,
+    listen_fd: int | None = None,
+    pass_fds: Sequence[int] = (),
 ) -> None:
     """Serve until SIGINT/SIGTERM (or ``shutdown`` is set); ``task_status`` gets the bound URLs.
 
     With ``settings.workers`` > 1 the primary (this process) starts ``workers - 1`` more
-    processes with ``worker_command``, after its start-up repair, and they all listen on
-    the same port (``SO_REUSEPORT``: the kernel spreads connections). A worker
+    processes with ``worker_command``, after its start-up repair, and they all accept on
+    the one socket ``listen_fd`` (bound by ``streamd.startup``), which the workers inherit
+    with the other ``pass_fds`` (the data dir's lock): no other server can share the port,
+    as it could with ``SO_REUSEPORT``. A worker
     (``primary=False``) neither repairs nor runs the periodic jobs; it could not tell another
     worker's upload in progress from one a crash interrupted. Workers are children of the
     primary's nursery: a signal to the primary is passed on to them, and one that dies
@@ -132,7 +115,7 @@ async def serve(
             for n in range(extra):
                 assert worker_command is not None
                 nursery.start_soon(_run_worker, list(worker_command), n + 1, shutdown,
-                                   settings.graceful_timeout)
+                                   settings.graceful_timeout, tuple(pass_fds))
             if primary and settings.metrics_bind not in (None, "off"):  # /metrics alone
                 nursery.start_soon(functools.partial(
                     server_serve, metrics_app(), _metrics_config(settings),
@@ -140,7 +123,7 @@ async def serve(
             app = create_app(rt, auth)
             await server_serve(
                 app,
-                server_config(settings),
+                server_config(settings, listen_fd),
                 shutdown_trigger=shutdown.wait,
                 task_status=task_status,
                 mode="asgi",
@@ -198,7 +181,8 @@ class WorkerDied(RuntimeError):
 
 
 async def _run_worker(
-    command: list[str], number: int, shutdown: trio.Event, graceful_timeout: float
+    command: list[str], number: int, shutdown: trio.Event, graceful_timeout: float,
+    pass_fds: tuple[int, ...] = (),
 ) -> None:
     """Run one worker process until ``shutdown``; then SIGTERM it and wait for it to drain.
 
@@ -207,7 +191,7 @@ async def _run_worker(
     """
     async with trio.open_nursery() as nursery:
         process: trio.Process = await nursery.start(
-            functools.partial(trio.run_process, command, check=False,
+            functools.partial(trio.run_process, command, check=False, pass_fds=pass_fds,
                               deliver_cancel=functools.partial(_kill_after, graceful_timeout))
         )
         log.info("worker %d started (pid %d)", number, process.pid)

@@ -29,6 +29,12 @@ class SchemaOutOfDate(StreamdError):
     """The database's schema is older than this code; the message names the command to run."""
 
 
+class RegistryUnreachable(StreamdError):
+    """The registry database did not answer (down, wrong address or credentials)."""
+
+    status = 503
+
+
 def make_engine(url: str, *, connections: int = 8) -> sa.Engine:
     """An engine for ``url``; SQLite gets WAL mode, foreign keys and a busy timeout.
 
@@ -126,8 +132,15 @@ def create_current(engine: sa.Engine) -> bool:
 
 
 def ensure_current(engine: sa.Engine, *, migrate: bool) -> None:
-    """Migrate (embedded database) or refuse to run on a schema older than the code."""
-    current = current_revision(engine)
+    """Migrate (embedded database) or refuse to run on a schema older than the code; a
+    database that cannot be reached is a ``RegistryUnreachable`` naming it."""
+    try:
+        current = current_revision(engine)
+    except (sa.exc.OperationalError, sa.exc.InterfaceError) as e:
+        reason = str(e.orig or e).strip().splitlines()[0]
+        raise RegistryUnreachable(
+            f"cannot reach the registry database {engine.url.render_as_string()}: {reason}"
+        ) from None
     if current == HEAD:
         return
     if migrate:

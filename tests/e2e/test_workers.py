@@ -17,7 +17,7 @@ import httpx
 import psutil
 import pytest
 
-from tests.servers import ADMIN_HEADERS, ServerProcess
+from tests.servers import ADMIN_HEADERS, ServerProcess, free_port
 
 OCTET = {**ADMIN_HEADERS, "Content-Type": "application/octet-stream"}
 
@@ -94,8 +94,9 @@ def test_only_the_primary_repairs_and_before_workers_start(tmp_path: Path) -> No
         env = {k: v for k, v in os.environ.items() if not k.startswith("STREAMD_")}
         with open(worker_log, "wb") as out:
             extra = subprocess.Popen(
+                # a port of its own: workers share only the socket their primary hands them
                 [sys.executable, "-m", "streamd", "serve", "--bind",
-                 f"127.0.0.1:{srv.port}", "--data-dir", str(tmp_path / "data"), "--worker"],
+                 f"127.0.0.1:{free_port()}", "--data-dir", str(tmp_path / "data"), "--worker"],
                 env={**env, "STREAMD_WORKERS": "2"}, stdout=out, stderr=subprocess.STDOUT,
             )
             try:
