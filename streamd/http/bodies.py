@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Sequence
 from typing import Any
+from urllib.parse import urlencode
 
 from quart import Response, request
 
@@ -28,6 +30,25 @@ def json_response(body: Any, status: int = 200, headers: dict[str, str] | None =
                   ) -> Response:
     return Response(json.dumps(body), status=status, content_type="application/json",
                     headers=headers)
+
+
+def listing_body(path: str, key: str, items: list[Any], next_marker: str | None,
+                 params: Sequence[tuple[str, str]], schema: str) -> dict[str, Any]:
+    """A listing page (images, tasks, metadefs namespaces) with its ``first`` link and, when
+    more follow, ``next``.
+
+    Both links repeat the request's own parameters (filters, sorts, limit) so that a client
+    following ``next`` keeps getting the same listing; only the marker changes.
+    """
+    kept = [(k, v) for k, v in params if k != "marker"]
+    body: dict[str, Any] = {
+        key: items,
+        "first": f"{path}?{urlencode(kept)}" if kept else path,
+        "schema": schema,
+    }
+    if next_marker is not None:
+        body["next"] = f"{path}?{urlencode([*kept, ('marker', next_marker)])}"
+    return body
 
 
 def no_content() -> Response:

@@ -13,8 +13,8 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Sequence
 from typing import Any
-from urllib.parse import urlencode
 
+from streamd.http.bodies import listing_body
 from streamd.registry.records import ImageRecord
 from streamd.service.listing import Page
 from streamd.service.stage_host import HIDDEN
@@ -51,17 +51,6 @@ def image_view(image: ImageRecord) -> dict[str, Any]:
 
 
 def images_view(page: Page, params: Sequence[tuple[str, str]]) -> dict[str, Any]:
-    """A listing page with its ``first`` link and, when more follow, ``next``.
-
-    Both links repeat the request's own parameters (filters, sorts, limit) so that a client
-    following ``next`` keeps getting the same listing; only the marker changes.
-    """
-    kept = [(k, v) for k, v in params if k != "marker"]
-    body: dict[str, Any] = {
-        "images": [image_view(image) for image in page.images],
-        "first": f"{IMAGES_PATH}?{urlencode(kept)}" if kept else IMAGES_PATH,
-        "schema": "/v2/schemas/images",
-    }
-    if page.next_marker is not None:
-        body["next"] = f"{IMAGES_PATH}?{urlencode([*kept, ('marker', page.next_marker)])}"
-    return body
+    """A listing page of images (``listing_body``)."""
+    return listing_body(IMAGES_PATH, "images", [image_view(image) for image in page.images],
+                        page.next_marker, params, "/v2/schemas/images")

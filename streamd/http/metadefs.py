@@ -7,11 +7,10 @@ from __future__ import annotations
 
 import datetime as dt
 from typing import Any
-from urllib.parse import urlencode
 
 from quart import Blueprint, Response, request
 
-from streamd.http.bodies import json_body, json_response, no_content
+from streamd.http.bodies import json_body, json_response, listing_body, no_content
 from streamd.http.context import context, runtime
 from streamd.http.image_view import timestamp
 from streamd.registry.metadefs import (
@@ -110,15 +109,9 @@ def _when(moment: dt.datetime | None) -> str | None:
 async def list_namespaces() -> Response:
     params = list(request.args.items(multi=True))
     page = await metadefs.list_namespaces(runtime(), context(), params)
-    kept = [(k, v) for k, v in params if k != "marker"]
-    body: dict[str, Any] = {
-        "namespaces": [namespace_view(ns) for ns in page.namespaces],
-        "first": f"{NAMESPACES}?{urlencode(kept)}" if kept else NAMESPACES,
-        "schema": "/v2/schemas/metadefs/namespaces",
-    }
-    if page.next_marker is not None:
-        body["next"] = f"{NAMESPACES}?{urlencode([*kept, ('marker', page.next_marker)])}"
-    return json_response(body)
+    return json_response(listing_body(
+        NAMESPACES, "namespaces", [namespace_view(ns) for ns in page.namespaces],
+        page.next_marker, params, "/v2/schemas/metadefs/namespaces"))
 
 
 @bp.post(NAMESPACES)

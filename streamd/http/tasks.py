@@ -7,11 +7,10 @@ from __future__ import annotations
 
 import datetime as dt
 from typing import Any
-from urllib.parse import urlencode
 
 from quart import Blueprint, Response, request
 
-from streamd.http.bodies import json_body, json_response
+from streamd.http.bodies import json_body, json_response, listing_body
 from streamd.http.context import context, runtime
 from streamd.http.image_view import timestamp
 from streamd.registry.tasks import TaskRecord
@@ -68,15 +67,9 @@ def image_task_view(task: TaskRecord) -> dict[str, Any]:
 async def index() -> Response:
     params = list(request.args.items(multi=True))
     page = await tasks.list_tasks(runtime(), context(), params)
-    kept = [(k, v) for k, v in params if k != "marker"]
-    body: dict[str, Any] = {
-        "tasks": [task_summary(task) for task in page.tasks],
-        "first": f"{TASKS_PATH}?{urlencode(kept)}" if kept else TASKS_PATH,
-        "schema": "/v2/schemas/tasks",
-    }
-    if page.next_marker is not None:
-        body["next"] = f"{TASKS_PATH}?{urlencode([*kept, ('marker', page.next_marker)])}"
-    return json_response(body)
+    return json_response(listing_body(
+        TASKS_PATH, "tasks", [task_summary(task) for task in page.tasks], page.next_marker,
+        params, "/v2/schemas/tasks"))
 
 
 @bp.post(TASKS_PATH)
