@@ -20,7 +20,6 @@ import signal
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from pathlib import Path
 
 import httpx
 import pytest
@@ -54,15 +53,17 @@ def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         yield engine.url.render_as_string(hide_password=False)
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def container() -> str:
     return f"two-{uuid.uuid4().hex[:8]}"
 
 
-@pytest.fixture
-def nodes(tmp_path: Path, database_url: str, swift_server: SwiftServer, container: str
-          ) -> Iterator[tuple[ServerProcess, ServerProcess]]:
-    """Nodes A and B: one database, one Swift store (the default), a data dir each."""
+@pytest.fixture(scope="module")
+def pair(tmp_path_factory: pytest.TempPathFactory, database_url: str, swift_server: SwiftServer,
+         container: str) -> Iterator[tuple[ServerProcess, ServerProcess]]:
+    """Nodes A and B: one database, one Swift store (the default), a data dir each; started
+    once for the module (every test works on images of its own)."""
+    tmp_path = tmp_path_factory.mktemp("two-nodes")
     config = tmp_path / "streamd.toml"
     config.write_text(f"""
 default_store = "swift1"
@@ -83,6 +84,16 @@ segment_size = {MiB}
                           args=("--database-url", database_url)) for name in ("a", "b"))
     with a, b:
         yield a, b
+
+
+@pytest.fixture
+def nodes(pair: tuple[ServerProcess, ServerProcess]) -> tuple[ServerProcess, ServerProcess]:
+    """The module's two nodes, a node that an earlier test killed started again."""
+    for node in pair:
+        if node.proc is not None and node.proc.poll() is not None:
+            node.stop()
+            node.start()
+    return pair
 
 
 @pytest.fixture
