@@ -21,9 +21,11 @@ class CurlResult:
     downloaded: int  # bytes
 
 
-def _curl(args: list[str], headers: dict[str, str]) -> CurlResult:
+def _curl(args: list[str], headers: dict[str, str], cacert: str | None = None) -> CurlResult:
     argv = ["curl", "-sS", "--http1.1", "-o", "/dev/null",
             "-w", "%{http_code} %{time_total} %{size_upload} %{size_download}"]
+    if cacert:
+        argv += ["--cacert", cacert]
     for name, value in headers.items():
         argv += ["-H", f"{name}: {value}"]
     done = subprocess.run(argv + args, capture_output=True, text=True, timeout=TIMEOUT)
@@ -33,13 +35,15 @@ def _curl(args: list[str], headers: dict[str, str]) -> CurlResult:
     return CurlResult(int(code), float(total), int(float(up)), int(float(down)))
 
 
-def upload(url: str, path: Path, headers: dict[str, str]) -> CurlResult:
+def upload(url: str, path: Path, headers: dict[str, str], cacert: str | None = None
+           ) -> CurlResult:
     """``curl -T path`` (a PUT) with an octet-stream body."""
     return _curl(["-T", str(path), url],
-                 {**headers, "Content-Type": "application/octet-stream", "Expect": ""})
+                 {**headers, "Content-Type": "application/octet-stream", "Expect": ""}, cacert)
 
 
-def download(url: str, headers: dict[str, str], byte_range: str | None = None) -> CurlResult:
+def download(url: str, headers: dict[str, str], byte_range: str | None = None,
+             cacert: str | None = None) -> CurlResult:
     """``curl -o /dev/null url``; ``byte_range`` like ``"0-1048575"``."""
     args = [url] if byte_range is None else ["-r", byte_range, url]
-    return _curl(args, headers)
+    return _curl(args, headers, cacert)

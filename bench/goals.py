@@ -18,6 +18,7 @@ XXH3 = "streamd-xxh3"
 WORKERS = "streamd-2w"  # streamd with workers = 2: the data path on both cores
 ANYCORN = "streamd-anycorn"  # streamd on anycorn instead of hypercorn
 STREAM = "streamd-stream"  # streamd with zero_copy = false: downloads copied through Python
+TLS = "streamd-tls"  # streamd serving https (native TLS), transfers only
 GLANCE = "glance"
 STATIC = "static"
 STAGES = "stages"
@@ -72,6 +73,9 @@ def ratios(figures: Figures) -> list[Ratio]:
         if name in sd and name.startswith(("download.", "range.")) and not name.endswith(
                 (".client_cpu", ".loadclient")):
             out.append(Ratio(f"sendfile/stream {name}", f"{STREAMD}:{name}", f"{STREAM}:{name}"))
+    for name in figures.by_target.get(TLS, {}):
+        if name in sd and not name.endswith((".client_cpu", ".loadclient")):
+            out.append(Ratio(f"tls/plain {name}", f"{TLS}:{name}", f"{STREAMD}:{name}"))
     workers = figures.by_target.get(WORKERS, {})
     for peer, label in ((GLANCE, "streamd-2w/glance"), (STATIC, "streamd-2w/static")):
         for name in figures.by_target.get(peer, {}):

@@ -30,8 +30,8 @@ from bench.workloads import Plan, TargetRun, cleanup_paged_images
 
 MiB = 1024 * 1024
 
-SKIPPABLE = ("streamd", "xxh3", "workers", "anycorn", "stream", "glance", "zero", "qcow2", "range",
-             "metadata", "page10k", "stages", "static", "clients", "chart", "s3", "cache")
+SKIPPABLE = ("streamd", "xxh3", "workers", "anycorn", "stream", "tls", "glance", "zero", "qcow2",
+             "range", "metadata", "page10k", "stages", "static", "clients", "chart", "s3", "cache")
 
 
 @dataclass
@@ -123,6 +123,11 @@ def run(opts: Options, argv: list[str]) -> Path:
                     "streamd-stream", tmp / "streamd-stream-data",
                     env={"STREAMD_ZERO_COPY": "false"}, python=opts.python,
                     transfers_only=True, ranges=True))
+            if "tls" not in opts.skip:
+                # the same transfers over native TLS (trustme CA; clients verify)
+                variants.append(StreamdServer(
+                    "streamd-tls", tmp / "streamd-tls-data", python=opts.python,
+                    transfers_only=True, tls=True))
             if "workers" not in opts.skip:
                 variants.append(StreamdServer(
                     "streamd-2w", tmp / "streamd-2w-data", env={"STREAMD_WORKERS": "2"},

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import ssl
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from contextlib import asynccontextmanager
@@ -196,9 +197,10 @@ class _Protocol(asyncio.BufferedProtocol):
 class Connection:
     """One HTTP/1.1 connection; requests on it run one after another."""
 
-    def __init__(self, host: str, port: int) -> None:
+    def __init__(self, host: str, port: int, tls: ssl.SSLContext | None = None) -> None:
         self.host = host
         self.port = port
+        self.tls = tls
         self._proto: _Protocol | None = None
         self.reused = False
         self.reusable = False
@@ -207,7 +209,7 @@ class Connection:
         loop = asyncio.get_running_loop()
         try:
             _, proto = await loop.create_connection(
-                lambda: _Protocol(loop), self.host, self.port
+                lambda: _Protocol(loop), self.host, self.port, ssl=self.tls
             )
         except OSError as e:
             raise HttpError(f"cannot connect to {self.host}:{self.port}: {e}") from e
@@ -376,19 +378,22 @@ class HttpClient:
 
     base_url: str
     headers: dict[str, str] = field(default_factory=dict)
+    ca_file: str | None = None  # https: the CA the server's certificate is verified with
     _idle: list[Connection] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         u = urlsplit(self.base_url)
-        if u.scheme != "http" or not u.hostname:
-            raise ValueError(f"{self.base_url!r}: only http://host:port URLs are supported")
+        if u.scheme not in ("http", "https") or not u.hostname:
+            raise ValueError(f"{self.base_url!r}: only http(s)://host:port URLs are supported")
         self.host = u.hostname
-        self.port = u.port or 80
+        self.port = u.port or (443 if u.scheme == "https" else 80)
+        self.tls = (ssl.create_default_context(cafile=self.ca_file)
+                    if u.scheme == "https" else None)
         self.prefix = u.path.rstrip("/")
 
     @asynccontextmanager
     async def connection(self) -> AsyncIterator[Connection]:
-        conn = self._idle.pop() if self._idle else Connection(self.host, self.port)
+        conn = self._idle.pop() if self._idle else Connection(self.host, self.port, self.tls)
         try:
             yield conn
         finally:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -38,6 +39,7 @@ class Target:
     uploads_only: bool = False  # a variant that differs only on the upload path
     transfers_only: bool = False  # a variant that differs only on the data path
     ranges: bool = False  # a transfers-only variant that also runs the ranged reads
+    ca_file: str | None = None  # an https target: the CA its clients verify it with
     os_hash_algo: str | None = None  # what uploads must report; None: not checked
     purge_cache: bool = False  # DELETE /v2/cache/{id} (as admin) before deleting an image
     # clients at once for creates/deletes that are not measured (Glance on SQLite half-fails
@@ -61,10 +63,12 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def http_status(url: str, timeout: float = 2.0) -> int | None:
-    """The status code of ``GET url``, or None when nothing answers."""
+def http_status(url: str, timeout: float = 2.0, ca_file: str | None = None) -> int | None:
+    """The status code of ``GET url``, or None when nothing answers (``ca_file``: the CA
+    that signed an https server's certificate)."""
+    context = ssl.create_default_context(cafile=ca_file) if ca_file else None
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as r:
+        with urllib.request.urlopen(url, timeout=timeout, context=context) as r:
             return int(r.status)
     except urllib.error.HTTPError as e:
         return int(e.code)
@@ -84,7 +88,10 @@ class StreamdServer:
         uploads_only: bool = False,
         transfers_only: bool = False,
         ranges: bool = False,
+        tls: bool = False,
     ) -> None:
+        """``tls``: serve https with a certificate from a throwaway trustme CA, whose PEM
+        the target's clients verify with (``Target.ca_file``)."""
         self.name = name
         self.uploads_only = uploads_only
         self.transfers_only = transfers_only
@@ -93,13 +100,14 @@ class StreamdServer:
         self.env = env or {}
         self.python = python
         self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.url = f"{'https' if tls else 'http'}://127.0.0.1:{self.port}"
+        self.ca_file = str(data_dir.parent / f"{name}-ca.pem") if tls else None
         self.log_path = data_dir.parent / f"{name}.log"
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        env = {**os.environ, **self.env}
+        env = {**os.environ, **self.env, **self._tls_env()}
         argv = [self.python, "-m", "streamd", "serve", "--bind", f"127.0.0.1:{self.port}",
                 "--data-dir", str(self.data_dir)]
         with open(self.log_path, "ab") as log:
@@ -110,12 +118,27 @@ class StreamdServer:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"{self.name} exited with {self.proc.returncode}:\n"
                                    + self.log_tail())
-            if http_status(f"{self.url}/versions", timeout=1.0) == 200:
+            if http_status(f"{self.url}/versions", timeout=1.0, ca_file=self.ca_file) == 200:
                 return
             time.sleep(0.2)
         self.stop()
         raise RuntimeError(f"{self.name} did not answer GET /versions within "
                            f"{START_TIMEOUT:.0f} s:\n" + self.log_tail())
+
+    def _tls_env(self) -> dict[str, str]:
+        if self.ca_file is None:
+            return {}
+        import trustme
+
+        ca = trustme.CA()
+        ca.cert_pem.write_to_path(self.ca_file)
+        cert = ca.issue_cert("127.0.0.1")
+        chain = self.data_dir.parent / f"{self.name}-chain.pem"
+        key = self.data_dir.parent / f"{self.name}-key.pem"
+        for i, blob in enumerate(cert.cert_chain_pems):
+            blob.write_to_path(str(chain), append=i > 0)
+        cert.private_key_pem.write_to_path(str(key))
+        return {"STREAMD_TLS_CERTFILE": str(chain), "STREAMD_TLS_KEYFILE": str(key)}
 
     def stop(self) -> None:
         if self.proc is None or self.proc.poll() is not None:
@@ -140,7 +163,7 @@ class StreamdServer:
         algo = self.env.get("STREAMD_OS_HASH_ALGO", "sha512")
         return Target(self.name, self.url, self.pid, uploads_only=self.uploads_only,
                       transfers_only=self.transfers_only, ranges=self.ranges,
-                      os_hash_algo=algo)
+                      os_hash_algo=algo, ca_file=self.ca_file)
 
     def __enter__(self) -> StreamdServer:
         self.start()

@@ -85,7 +85,7 @@ class TargetRun:
         self.sampler = TreeSampler(target.root_pid)
         self.sampled = target.root_pid() is not None
         self.project = f"{session}-r{run}"
-        self.client = HttpClient(target.url, target.headers(self.project))
+        self.client = HttpClient(target.url, target.headers(self.project), target.ca_file)
         self.api = ImageApi(self.client)
         self._aio = runner()
         self._uploaded: dict[str, list[str]] = {}  # "random.c8" -> image ids
@@ -207,7 +207,8 @@ class TargetRun:
         for attempt in range(UPLOAD_ATTEMPTS):
             image_id = self._create(inp, f"bench-{inp.kind}-c1", container_format)
             with self._measure() as cost:
-                res = curl.upload(self._url(image_id), inp.path, self.client.headers)
+                res = curl.upload(self._url(image_id), inp.path, self.client.headers,
+                                  cacert=self.t.ca_file)
             if res.status not in (500, 503) or attempt == UPLOAD_ATTEMPTS - 1:
                 break
             self.notes.append(f"{self.t.name} run {self.run_no}: upload {inp.kind} c1 answered "
@@ -265,14 +266,16 @@ class TargetRun:
         inp = self.plan.inputs[kind]
         (image_id,) = self._images(f"{kind}.c1")
         with self._measure() as cost:
-            res = curl.download(self._url(image_id), self.client.headers)
+            res = curl.download(self._url(image_id), self.client.headers,
+                                    cacert=self.t.ca_file)
         if res.status != 200 or res.downloaded != inp.size:
             raise ApiError(f"curl download: HTTP {res.status}, {res.downloaded} bytes")
         self._add_transfer(f"download.{kind}.c1", inp.size, res.seconds, cost)
         if kind != "random":
             return
         with self._measure() as cost:  # Glance serves a second download from its cache
-            res = curl.download(self._url(image_id), self.client.headers)
+            res = curl.download(self._url(image_id), self.client.headers,
+                                    cacert=self.t.ca_file)
         self._add_transfer("download.random.c1.again", inp.size, res.seconds, cost)
         if self._compare_clients:
             with self._measure() as cost:
@@ -349,7 +352,8 @@ class TargetRun:
 
     async def _purge_cache(self, ids: list[str]) -> None:
         """Drop the server's cached copies first: Glance keeps them when a delete half-fails."""
-        admin = HttpClient(self.t.url, {**self.t.headers(self.project), "X-Roles": "admin"})
+        admin = HttpClient(self.t.url, {**self.t.headers(self.project), "X-Roles": "admin"},
+                           self.t.ca_file)
         try:
             for image_id in ids:
                 await admin.request("DELETE", f"/v2/cache/{image_id}")
@@ -361,7 +365,7 @@ class TargetRun:
         n = self.plan.meta_images
         c = max(self.plan.concurrency)
         project = f"{self.session}-r{self.run_no}-meta"
-        client = HttpClient(self.t.url, self.t.headers(project))
+        client = HttpClient(self.t.url, self.t.headers(project), self.t.ca_file)
         api = ImageApi(client)
         try:
             # a fifth one at a time (no contention), the rest with c clients at once
@@ -435,7 +439,7 @@ class TargetRun:
     def _page_through(self) -> None:
         """Page through ``page_images`` images at limit 1000 (they are created once per target)."""
         project = f"{self.session}-page"
-        client = HttpClient(self.t.url, self.t.headers(project))
+        client = HttpClient(self.t.url, self.t.headers(project), self.t.ca_file)
         api = ImageApi(client)
         try:
             have = len(self._a(api.list_all_ids(owner=project)))
@@ -469,7 +473,7 @@ async def sweep(api: ImageApi, concurrency: int) -> tuple[int, int]:
 
 def cleanup_paged_images(target: Target, session: str) -> int:
     """Delete the images made for paging through; return how many."""
-    client = HttpClient(target.url, target.headers(f"{session}-page"))
+    client = HttpClient(target.url, target.headers(f"{session}-page"), target.ca_file)
     api = ImageApi(client)
     with runner() as aio:
         try:
