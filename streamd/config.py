@@ -68,6 +68,17 @@ class Settings:
     quota_image_size_total: int | None = None  # bytes of image data a project may store
     quota_image_stage_total: int | None = None  # bytes a project may have staged for import
     image_member_quota: int = 128  # members per image, as Glance's image_member_quota
+    # Glance's per-image limits (same names, same defaults): custom properties, tags and
+    # locations (copies in stores) one image may have; past them the answer is 413
+    image_property_quota: int = 128
+    image_tag_quota: int = 128
+    image_location_quota: int = 10
+    # bytes (UTF-8) of one custom property value: Glance stores values in a TEXT column,
+    # which holds 65,535 bytes on MySQL; past it, 413
+    image_property_value_max: int = 65535
+    # bytes of one metadata request body (JSON, never image data); past it, 413 and the
+    # connection is closed. Glance sets none: 128 properties at the value limit fit
+    metadata_body_max: int = 16 * 1024 * 1024
     # custom property names only admins may set, change or remove; a trailing * matches a
     # prefix (e.g. "x_billing_*")
     protected_properties: tuple[str, ...] = ()
@@ -319,7 +330,8 @@ def _check(s: Settings) -> None:
                 "keystone_service_token, or keystone_service_user, keystone_service_password "
                 "and keystone_service_project"))
     for name in ("quota_image_count", "quota_image_size_total", "quota_image_stage_total",
-                 "image_member_quota"):
+                 "image_member_quota", "image_property_quota", "image_tag_quota",
+                 "image_location_quota", "image_property_value_max"):
         value = getattr(s, name)
         if value is not None and value < 0:
             raise bad(name, "must not be negative (leave a quota unset for no limit)")
@@ -353,7 +365,7 @@ def _check(s: Settings) -> None:
     if s.image_size_cap < 0:
         raise bad("image_size_cap", "must not be negative")
     for name in ("max_transfers", "io_threads", "db_threads", "workers", "limit_param_default",
-                 "api_limit_max"):
+                 "api_limit_max", "metadata_body_max"):
         if getattr(s, name) < 1:
             raise bad(name, "must be at least 1")
     for name in ("store_throttle_mib_s", "graceful_timeout", "keystone_cache_ttl"):

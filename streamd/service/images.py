@@ -15,7 +15,7 @@ from typing import Any
 
 from streamd import policy
 from streamd.context import RequestContext
-from streamd.errors import BadRequest, Forbidden
+from streamd.errors import BadRequest, Forbidden, TooLarge
 from streamd.registry.records import ImageQuery, ImageRecord
 from streamd.service import imports, listing, quotas, transfers
 from streamd.service.access import visible_image
@@ -47,6 +47,7 @@ async def create_image(rt: Runtime, ctx: RequestContext, body: Mapping[str, Any]
     properties = {k: v for k, v in body.items() if k not in WRITABLE_CORE and k != "id"}
     for name in properties:
         policy.ensure_may_write_property(ctx, name, rt.settings.protected_properties)
+    _ensure_within_limits(rt, properties, properties, set(body.get("tags", ())))
     await quotas.ensure_may_create(rt, owner)
     image = await rt.db(rt.registry.create, values, properties, body.get("tags", ()),
                         body.get("id"))
@@ -96,6 +97,12 @@ async def update_image(
     changes = apply_patch(ctx, image, ops)
     if changes.empty:
         return image
+    after = {**image.properties, **changes.set_properties}
+    for name in changes.remove_properties:
+        after.pop(name, None)
+    _ensure_within_limits(rt, after, changes.set_properties,
+                          set(image.tags if changes.tags is None else changes.tags),
+                          grown=len(after) > len(image.properties))
     updated = await rt.db(
         rt.registry.update, image_id, changes.values, changes.set_properties,
         changes.remove_properties, changes.tags,
@@ -104,6 +111,33 @@ async def update_image(
              ",".join([*changes.values, *changes.set_properties, *changes.remove_properties,
                        *(["tags"] if changes.tags is not None else [])]))
     return updated
+
+
+def _ensure_within_limits(rt: Runtime, properties: Mapping[str, Any],
+                          written: Mapping[str, Any], tags: set[str], *,
+                          grown: bool = True) -> None:
+    """Glance's per-image limits (413): ``image_property_quota`` custom properties (checked
+    only when a change adds some, so an image over a lowered quota can still shrink),
+    ``image_tag_quota`` tags, and ``image_property_value_max`` bytes in each value
+    ``written``."""
+    settings = rt.settings
+    if grown and len(properties) > settings.image_property_quota:
+        raise TooLarge(_exceeded("properties", len(properties), settings.image_property_quota))
+    if len(tags) > settings.image_tag_quota:
+        raise TooLarge(_exceeded("tags", len(tags), settings.image_tag_quota))
+    for name, value in written.items():
+        size = len(value.encode()) if isinstance(value, str) else 0
+        if size > settings.image_property_value_max:
+            raise TooLarge(f"The value of property '{name[:64]}' is {size} bytes long; the "
+                           f"limit is {settings.image_property_value_max} "
+                           "(image_property_value_max).")
+
+
+def _exceeded(what: str, attempted: int, maximum: int) -> str:
+    """Glance's words, and the setting that sets the limit."""
+    setting = {"properties": "image_property_quota", "tags": "image_tag_quota"}[what]
+    return (f"The limit has been exceeded on the number of allowed image {what}. "
+            f"Attempted: {attempted}, Maximum: {maximum} ({setting}).")
 
 
 async def delete_image(rt: Runtime, ctx: RequestContext, image_id: str) -> None:
@@ -135,6 +169,10 @@ async def add_tag(rt: Runtime, ctx: RequestContext, image_id: str, tag: str) -> 
     policy.ensure_modifiable(ctx, image, "tag")
     if len(tag) > 255:
         raise BadRequest(f"Tag '{tag[:32]}…' is {len(tag)} characters long; the limit is 255.")
+    quota = rt.settings.image_tag_quota
+    if tag not in image.tags and len(image.tags) + 1 > quota:
+        raise TooLarge(f"Image tag limit exceeded for image {image_id}: "
+                       f"{_exceeded('tags', len(image.tags) + 1, quota)}")
     await rt.db(rt.registry.add_tag, image_id, tag)
 
 

@@ -44,7 +44,7 @@ import trio
 
 from streamd import policy
 from streamd.context import RequestContext
-from streamd.errors import BadRequest, Conflict, Forbidden, NotFound, StreamdError
+from streamd.errors import BadRequest, Conflict, Forbidden, NotFound, StreamdError, TooLarge
 from streamd.io import ObjectNotFound, SizeCapExceeded, Store, StoreError, UploadResult
 from streamd.io.stores.chunks import ChunkCursor
 from streamd.io.stores.discard import DiscardStore
@@ -577,6 +577,11 @@ class _Plan:
                                  "URLs); add and remove change them one at a time.")
             if len(set(urls)) != len(urls):
                 raise BadRequest("Invalid locations: a URL appears twice.")
+        quota = rt.settings.image_location_quota
+        if len(self.copies) + len(entries) > quota:  # as Glance, before any URL is asked
+            raise TooLarge("The limit has been exceeded on the number of allowed image "
+                           f"locations. Attempted: {len(self.copies) + len(entries)}, "
+                           f"Maximum: {quota} (image_location_quota).")
         for url, store_id, _ in entries:
             if validation is not None and any(isinstance(c, Target) and c.validation
                                               for c in self.changes):

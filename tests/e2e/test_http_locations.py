@@ -361,6 +361,19 @@ def test_patch_add_replace_remove_with_the_setting_on(
     assert download(shown, image_id).content == DATA
 
 
+def test_locations_past_the_quota_are_413_before_any_url_is_asked(
+    shown: ServerProcess, origin: RangeServer
+) -> None:
+    """Glance's image_location_quota (10) and words; no URL is fetched for a refused op."""
+    image_id = create_image(shown, OWNER)
+    urls = [{"url": origin.url(f"/image.raw?{i}"), "metadata": {}} for i in range(11)]
+    r = patch(shown, image_id, [{"op": "replace", "path": "/locations", "value": urls}])
+    assert r.status_code == 413, r.text
+    assert ("number of allowed image locations. Attempted: 11, Maximum: 10"
+            in error_of(r)["message"])
+    assert show(shown, image_id)["status"] == "queued"
+
+
 def test_patch_add_with_validation_data_is_verified(
     shown: ServerProcess, origin: RangeServer
 ) -> None:
