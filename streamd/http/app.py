@@ -29,6 +29,7 @@ from streamd.http import (
     members,
     metadefs,
     metrics,
+    openapi,
     schemas,
     staging,
     stores,
@@ -68,7 +69,7 @@ def _json_error(status: int, message: str, headers: dict[str, str] | None = None
 
 
 def create_quart_app(rt: Runtime, authenticator: Authenticator) -> QuartTrio:
-    app = QuartTrio("streamd")
+    app = QuartTrio("streamd", static_folder=None)  # no static files: no /static route
     app.extensions[RUNTIME_KEY] = rt
     app.extensions[AUTH_KEY] = authenticator
     app.before_request(authenticate_request)
@@ -77,7 +78,7 @@ def create_quart_app(rt: Runtime, authenticator: Authenticator) -> QuartTrio:
     app.config["RESPONSE_TIMEOUT"] = rt.settings.response_timeout  # metadata routes only
     app.json.sort_keys = False  # type: ignore[attr-defined]
     for bp in (versions.bp, schemas.bp, images.bp, members.bp, info.bp, imports.bp, tasks.bp,
-               stores.bp, locations.bp, metadefs.bp, cache.bp):
+               stores.bp, locations.bp, metadefs.bp, cache.bp, openapi.bp):
         app.register_blueprint(bp)
     if rt.settings.metrics_bind is None:  # else off, or on an address of its own
         app.register_blueprint(metrics.bp)
