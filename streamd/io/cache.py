@@ -6,7 +6,9 @@ xxh3); this module keeps the files, the fills, the size limit and the index.
 
 - **Single flight.** An image has at most one ``Fill`` at a time. It writes a temp file
   (``posix.temp_path``: hidden, ``.tmp``) and every reader of that image reads behind it
-  (``Fill.read``), from the same file, as it grows: the store sees each byte once. A fill is
+  (``Fill.read``) as it grows: the store sees each byte once. Readers that keep up are
+  handed the chunks the fill has just written (the same ``bytes``, copied once from the
+  store's buffer, for all of them); one further behind reads the file. A fill is
   wanted while it has readers or is *pinned* (the cache's own policy wants it: a queued
   image, a ranged read that starts a fill); one nobody wants any more is cancelled and its
   temp file removed. Fills run in the cache's own nursery (``open_image_cache``), never in
@@ -35,6 +37,7 @@ xxh3); this module keeps the files, the fills, the size limit and the index.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import dataclasses
 import errno
@@ -52,13 +55,16 @@ import xxhash
 from streamd.io import posix
 from streamd.io.errors import StoreError
 from streamd.io.stores.base import OpenFile
-from streamd.units import KiB
+from streamd.units import KiB, MiB
 
 log = logging.getLogger(__name__)
 
 INDEX = "index.json"
 LOCK = ".lock"
 READ_CHUNK = 512 * KiB  # a reader's buffer: as the file store's reads
+# the fill's latest chunks kept in memory for the readers that keep up with it: 16 of the
+# stores' 512 KiB chunks, per fill (a reader further behind reads the file)
+RECENT_BYTES = 8 * MiB
 # a fill's reservation is the image's size: the file is written sparse-free, whole
 
 # (event, image_id, bytes): "start", then one of "complete", "cancelled", "failed",
@@ -116,6 +122,9 @@ class Fill:
         self.scope = trio.CancelScope()
         self.done = trio.Event()
         self._changed = trio.Event()
+        # (offset, bytes) of the latest chunks written, oldest first, RECENT_BYTES at most
+        self._recent: collections.deque[tuple[int, bytes]] = collections.deque()
+        self._recent_bytes = 0
 
     @property
     def wanted(self) -> bool:
@@ -124,6 +133,28 @@ class Fill:
     def _notify(self) -> None:
         self._changed.set()
         self._changed = trio.Event()
+
+    def _written(self, data: bytes) -> None:
+        """``data`` is in the file at ``written``: keep it for readers, tell them."""
+        self._recent.append((self.written, data))
+        self._recent_bytes += len(data)
+        while self._recent_bytes > RECENT_BYTES and len(self._recent) > 1:
+            self._recent_bytes -= len(self._recent.popleft()[1])
+        self.written += len(data)
+        self._notify()
+
+    def _recent_at(self, position: int, end: int) -> bytes | None:
+        """The bytes from ``position`` (up to ``end``) that the fill still holds in memory,
+        or None. A chunk that is wanted whole is handed over as the very object the fill
+        wrote: the server sends it without copying it again (hypercorn copies any other
+        buffer into a new ``bytes``)."""
+        if not self._recent or position < self._recent[0][0]:
+            return None
+        for start, data in reversed(self._recent):
+            if start <= position:
+                first, last = position - start, min(len(data), end - start)
+                return data if (first, last) == (0, len(data)) else data[first:last]
+        return None
 
     def cancel_if_unwanted(self) -> None:
         """Cancel the fill when nobody wants it and it still has bytes to fetch (a fill
@@ -142,9 +173,10 @@ class Fill:
         if self.cache.fills.get(self.image_id) is self:
             del self.cache.fills[self.image_id]
 
-    async def read(self, offset: int, length: int) -> AsyncIterator[memoryview]:
-        """Yield ``[offset, offset + length)`` as the fill writes it; raise ``FillStopped``
-        (with the first byte not yet sent) if the fill ends without it.
+    async def read(self, offset: int, length: int) -> AsyncIterator[memoryview | bytes]:
+        """Yield ``[offset, offset + length)`` as the fill writes it: the fill's own chunks
+        while the reader keeps up with it (``RECENT_BYTES``), else the file; raise
+        ``FillStopped`` (with the first byte not yet sent) if the fill ends without it.
 
         The reader counts as wanting the fill until this generator is closed; closing it
         (a client gone) cancels the fill only if nobody else wants it.
@@ -159,19 +191,26 @@ class Fill:
                 fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
             except FileNotFoundError:
                 raise FillStopped(offset) from None
-            buf = memoryview(bytearray(min(length, self.cache.read_chunk) or 1))
             position, end = offset, offset + length
+            buf: memoryview | None = None
             while position < end:
                 while self.written <= position and self.state == "running":
                     await self._changed.wait()
                 if self.written <= position:
                     raise FillStopped(position)
-                want = min(end, self.written) - position
-                got = await self.cache.calls.pread(fd, buf[: min(want, len(buf))], position)
-                if got == 0:
-                    raise FillStopped(position)
-                yield buf[:got]
-                position += got
+                # from memory while the reader keeps up with the fill, else from the file
+                data = self._recent_at(position, end)
+                if data is None:
+                    if buf is None:
+                        buf = memoryview(bytearray(min(length, self.cache.read_chunk)))
+                    want = min(end, self.written) - position
+                    got = await self.cache.calls.pread(fd, buf[: min(want, len(buf))],
+                                                       position)
+                    if got == 0:
+                        raise FillStopped(position)
+                    data = buf[:got]
+                yield data
+                position += len(data)
         finally:
             if fd >= 0:
                 os.close(fd)
@@ -334,11 +373,14 @@ class ImageCache:
                     async for chunk in reader:
                         if fill.written + len(chunk) > fill.size:
                             break  # more than recorded: the check below refuses it
-                        await self.calls.io("write", posix.pwrite_all, fd, chunk, fill.written)
-                        hasher.update(chunk)
-                        fill.written += len(chunk)
+                        # the one copy of a store's reused buffer: written to the file, and
+                        # sent as is to the readers that keep up (``Fill._recent_at``)
+                        data = chunk if isinstance(chunk, bytes) else bytes(chunk)
+                        await self.calls.io("write", posix.pwrite_all, fd, memoryview(data),
+                                            fill.written)
+                        hasher.update(data)
                         fill.last_progress = self.clock()
-                        fill._notify()
+                        fill._written(data)
                 digest = hasher.hexdigest()
                 if fill.written != fill.size or digest != fill.xxh3:
                     result = "mismatch"

@@ -13,12 +13,14 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from types import MappingProxyType
 
+import pytest
 import trio
 import trio.testing
 
 from streamd.config import Settings
 from streamd.context import RequestContext
 from streamd.io import BytesSource, MemoryStore, OpenFile, ThrottledStore
+from streamd.io import cache as io_cache
 from streamd.io.cache import INDEX
 from streamd.io.stores import CountingStore
 from streamd.registry import ImageRecord
@@ -161,6 +163,49 @@ async def test_ranges_from_a_partial_and_a_complete_entry(tmp_path: Path) -> Non
             assert await read(rt, record, offset, length) == data[offset:offset + length]
             assert await read(rt, record, offset, length, zero_copy=True) == \
                 data[offset:offset + length]
+
+
+async def test_readers_that_keep_up_share_the_fills_chunks(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Readers at the fill's front get the very ``bytes`` the fill wrote (no re-read, no
+    copy per reader); one that starts further back than the fill keeps in memory reads the
+    file, and then catches up."""
+    monkeypatch.setattr(io_cache, "RECENT_BYTES", 4 * 64 * KiB)  # 4 memory-store chunks
+    store, allow = gated(MemoryStore("mem"))
+    data = random.Random(8).randbytes(SIZE)
+    async with runtime(tmp_path, store) as rt:
+        allow(10**6)
+        record = await new_image(rt, data)
+        allow(0)
+        assert rt.cache is not None and record.size is not None
+        # a view is valid until the next chunk: kept as (was it the fill's bytes, a copy)
+        got: dict[str, list[tuple[bytes | None, bytes]]] = {"a": [], "b": [], "late": []}
+
+        async def reader(name: str) -> None:
+            async with downloads.open_download(rt, record, 0, SIZE, zero_copy=False) as d:
+                assert d.chunks is not None
+                async for chunk in d.chunks:
+                    got[name].append((chunk if isinstance(chunk, bytes) else None,
+                                      bytes(chunk)))
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(reader, "a")
+            nursery.start_soon(reader, "b")
+            allow(8)
+            fill = None
+            while fill is None or fill.written < 8 * 64 * KiB:
+                await trio.testing.wait_all_tasks_blocked()
+                fill = rt.cache.cache.fills.get(record.id)
+            nursery.start_soon(reader, "late")
+            await trio.testing.wait_all_tasks_blocked()
+            allow(10**6)
+        assert [b"".join(c for _, c in chunks) for chunks in got.values()] == [data] * 3
+        assert len(got["a"]) == len(got["b"]) and all(
+            x is not None and x is y for (x, _), (y, _) in zip(got["a"], got["b"], strict=True))
+        assert got["late"][0][0] is None  # from the file: 8 chunks behind the fill
+        assert got["late"][-1][0] is not None  # caught up: from memory again
+        await settled(rt)
 
 
 async def test_a_fill_nobody_wants_is_cancelled_and_removed(tmp_path: Path) -> None:
