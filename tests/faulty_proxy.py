@@ -47,6 +47,12 @@ class FaultyProxy:
 
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
+        # close() alone does not wake a thread blocked in accept() (Linux): the join would
+        # wait out its whole timeout; shutdown() makes that accept() fail at once
+        try:
+            self._listener.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
         self._listener.close()
         self._thread.join(timeout=5)
 
