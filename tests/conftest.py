@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -32,10 +33,74 @@ def make_server(tmp_path: Path) -> Iterator[object]:
         srv.stop()
 
 
+class EarlyKeystone:
+    """The session's Keystone, started in a thread as soon as collection shows a test needs it.
+
+    Installing Keystone (``.venv-keystone``, on a fresh clone) and bootstrapping it takes a
+    minute or more, mostly waiting on pip and on keystone-manage's imports; started early, and
+    with the tests that use it run last (``pytest_collection_modifyitems``), it overlaps the
+    rest of the suite instead of adding to it. The thread is joined when the session ends.
+    """
+
+    def __init__(self, root: Path) -> None:
+        self.server = KeystoneServer(root)
+        self.error: BaseException | None = None
+        self._thread = threading.Thread(target=self._start, name="keystone-start", daemon=True)
+        self._thread.start()
+
+    def _start(self) -> None:
+        try:
+            self.server.start()
+        except BaseException as exc:  # handed to the fixture, in the test that needs it
+            self.error = exc
+
+    def ready(self) -> KeystoneServer:
+        self._thread.join()
+        if self.error is not None:
+            raise RuntimeError("the session's Keystone did not start") from self.error
+        return self.server
+
+    def stop(self) -> None:
+        self._thread.join()
+        self.server.stop()
+
+
+_early_keystone: EarlyKeystone | None = None
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Modules whose tests use the session's Keystone run last (in their own order), so that
+    Keystone can start while the others run."""
+    def module(item: pytest.Item) -> str:
+        return getattr(getattr(item, "module", None), "__name__", "")
+
+    uses = {module(item) for item in items if "keystone" in getattr(item, "fixturenames", ())}
+    items.sort(key=lambda item: module(item) in uses)  # stable: the order is kept otherwise
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    global _early_keystone
+    if session.config.option.collectonly or not any(
+            "keystone" in getattr(item, "fixturenames", ()) for item in session.items):
+        return
+    # the factory behind the ``tmp_path_factory`` fixture (which no hook can request)
+    root = session.config._tmp_path_factory.mktemp("keystone")  # type: ignore[attr-defined]
+    _early_keystone = EarlyKeystone(root)
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    if _early_keystone is not None:
+        _early_keystone.stop()
+
+
 @pytest.fixture(scope="session")
 def keystone(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KeystoneServer]:
     """A real Keystone 30 (SQLite, fernet, gunicorn), bootstrapped: ``tests/keystone_server.py``
-    (its virtualenv, ``.venv-keystone``, is created on first use)."""
+    (its virtualenv, ``.venv-keystone``, is created on first use). Started early
+    (``EarlyKeystone``) when collection shows it is needed."""
+    if _early_keystone is not None:
+        yield _early_keystone.ready()
+        return
     with KeystoneServer(tmp_path_factory.mktemp("keystone")) as server:
         yield server
 

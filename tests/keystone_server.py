@@ -20,6 +20,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -125,17 +126,18 @@ class KeystoneServer:
         self.config_file.write_text(CONFIG.format(root=self.root))
         manage = [str(venv / "bin" / "keystone-manage"), "--config-file", str(self.config_file)]
         user, group = _user_and_group()
-        for step in (["db_sync"],
-                     ["fernet_setup", "--keystone-user", user, "--keystone-group", group],
-                     ["credential_setup", "--keystone-user", user, "--keystone-group", group],
-                     ["bootstrap", "--bootstrap-password", ADMIN_PASSWORD,
-                      "--bootstrap-admin-url", f"{self.url}/v3",
-                      "--bootstrap-internal-url", f"{self.url}/v3",
-                      "--bootstrap-public-url", f"{self.url}/v3",
-                      "--bootstrap-region-id", "RegionOne"]):
-            done = subprocess.run([*manage, *step], capture_output=True, text=True)
-            if done.returncode != 0:
-                raise RuntimeError(f"keystone-manage {step[0]} failed:\n{done.stderr[-3000:]}")
+        # the database and the two key repositories are independent: set them up side by
+        # side (each keystone-manage spends seconds importing), then bootstrap
+        _manage_all(manage, [
+            ["db_sync"],
+            ["fernet_setup", "--keystone-user", user, "--keystone-group", group],
+            ["credential_setup", "--keystone-user", user, "--keystone-group", group]])
+        _manage_all(manage, [
+            ["bootstrap", "--bootstrap-password", ADMIN_PASSWORD,
+             "--bootstrap-admin-url", f"{self.url}/v3",
+             "--bootstrap-internal-url", f"{self.url}/v3",
+             "--bootstrap-public-url", f"{self.url}/v3",
+             "--bootstrap-region-id", "RegionOne"]])
         # Keystone's WSGI module parses sys.argv with oslo.config: gunicorn's would not do
         (self.root / "keystone_wsgi.py").write_text(
             "import sys\nsys.argv = sys.argv[:1]\n"
@@ -250,6 +252,24 @@ class KeystoneServer:
             self._api("POST", "/v3/endpoints", {"endpoint": {
                 "service_id": service_id, "interface": interface, "url": url,
                 "region_id": "RegionOne", "enabled": True}})
+
+
+def _manage_all(manage: list[str], steps: list[list[str]]) -> None:
+    """Run ``keystone-manage`` steps at once and wait for all; the first failure is raised."""
+    runs = []
+    for step in steps:
+        err = tempfile.TemporaryFile()  # noqa: SIM115  (closed below)
+        runs.append((step[0], err, subprocess.Popen([*manage, *step], stdout=subprocess.DEVNULL,
+                                                    stderr=err)))
+    failures = []
+    for name, err, proc in runs:
+        if proc.wait() != 0:
+            err.seek(0)
+            failures.append(f"keystone-manage {name} failed:\n"
+                            f"{err.read().decode(errors='replace')[-3000:]}")
+        err.close()
+    if failures:
+        raise RuntimeError(failures[0])
 
 
 def _user_and_group() -> tuple[str, str]:
