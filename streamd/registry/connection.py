@@ -28,7 +28,11 @@ def connect(engine: sa.Engine, *, write: bool = False) -> Iterator[sa.Connection
     except DBAPIError as e:
         if not (isinstance(e, OperationalError) or e.connection_invalidated):
             raise
-        log.warning("registry database unavailable: %s", type(e.orig or e).__name__)
+        cause = e.orig or e
+        # the cause in words first, then the driver's first line ("database is locked",
+        # "connection refused" …): enough to act on without a traceback
+        log.warning("registry busy or unreachable, the request gets 503 (%s: %s)",
+                    type(cause).__name__, (str(cause).splitlines() or [""])[0][:200])
         raise ServiceUnavailable(
             "The image registry's database is unavailable or busy; retry the request",
             headers={"Retry-After": "1"},
