@@ -64,6 +64,8 @@ def test_every_setting_is_documented_and_nothing_else() -> None:
 def test_the_documented_defaults_are_the_defaults() -> None:
     rows = documented()
     for field in dataclasses.fields(Settings):
+        if field.name not in rows:
+            continue  # test_every_setting_is_documented_and_nothing_else names it
         cell = rows[field.name].replace("`", "")
         assert cell, f"{field.name}: no default documented"
         if field.name == "stores":
