@@ -130,6 +130,10 @@ class Settings:
     # staged data (PUT /v2/images/{id}/stage) not imported this many seconds after its last
     # byte arrived is removed and its image queued again
     stage_max_age: float = 86400.0
+    # streamd's transfer extensions next to the Image API: staging in parts at any offset
+    # (Upload-Part), GET /v2/images/{id}/extents, GET /v2/info/streamd; false: the plain
+    # Image API only, as Glance (clients fall back to one stream)
+    transfer_extensions: bool = True
     # registry
     db_threads: int = 8  # worker threads that may run registry calls at once
     # listing

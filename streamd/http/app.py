@@ -22,6 +22,7 @@ from streamd.auth import Authenticator, make_authenticator
 from streamd.http import (
     cache,
     data,
+    extensions,
     images,
     imports,
     info,
@@ -78,7 +79,7 @@ def create_quart_app(rt: Runtime, authenticator: Authenticator) -> QuartTrio:
     app.config["RESPONSE_TIMEOUT"] = rt.settings.response_timeout  # metadata routes only
     app.json.sort_keys = False  # type: ignore[attr-defined]
     for bp in (versions.bp, schemas.bp, images.bp, members.bp, info.bp, imports.bp, tasks.bp,
-               stores.bp, locations.bp, metadefs.bp, cache.bp, openapi.bp):
+               stores.bp, locations.bp, metadefs.bp, cache.bp, openapi.bp, extensions.bp):
         app.register_blueprint(bp)
     if rt.settings.metrics_bind is None:  # else off, or on an address of its own
         app.register_blueprint(metrics.bp)

@@ -36,6 +36,7 @@ from streamd.io import posix
 from streamd.io.errors import ObjectNotFound, StoreError
 from streamd.io.hashing import new_hasher
 from streamd.io.inspection import DiskInspection
+from streamd.io.stage_parts import PARTS_DIR, StagedParts
 from streamd.io.stores.base import (
     Store,
     StoreCapabilities,
@@ -97,6 +98,8 @@ class StagingArea:
         self.root = root.resolve()
         self._calls = posix.BlockingCalls(limiter, "the staging area")
         self._read_chunk = read_chunk
+        # the stages sent in parts, at any offset (streamd's parallel stage extension)
+        self.parts = StagedParts(self.root / PARTS_DIR, self._calls, chunk=read_chunk)
 
     def __repr__(self) -> str:
         return f"StagingArea(root={str(self.root)!r})"
@@ -145,7 +148,8 @@ class StagingArea:
         """Image ids whose stage has not changed for ``older_than`` seconds (and orphaned
         records of a stage whose data is gone)."""
         cutoff = (time.time() if now is None else now) - older_than
-        return await self._calls.io("read", _stale, self.root, cutoff)
+        stale = await self._calls.io("read", _stale, self.root, cutoff)
+        return sorted({*stale, *await self.parts.stale(cutoff)})
 
     async def _size(self, image_id: str) -> int:
         try:
@@ -173,12 +177,14 @@ class StagingArea:
                              json.dumps(meta).encode())
 
     async def discard(self, image_id: str) -> None:
-        """Remove the stage of ``image_id``; nothing staged is not an error."""
+        """Remove the stage of ``image_id`` (sequential or in parts); nothing staged is
+        not an error."""
         def remove() -> None:
             self.data_path(image_id).unlink(missing_ok=True)
             self._meta_path(image_id).unlink(missing_ok=True)
 
         await self._calls.io("delete", remove)
+        await self.parts.discard(image_id)
 
     async def reap_temp_files(self) -> int:
         """Remove the temp files of records interrupted by a crash (call at start-up)."""

@@ -67,11 +67,12 @@ from streamd.context import RequestContext
 from streamd.errors import BadRequest, Conflict, Forbidden, NotFound, StreamdError
 from streamd.io import SizeCapExceeded, StoredObject
 from streamd.io.inspection import DiskInspection, DiskInspector
+from streamd.io.stage_parts import not_whole
 from streamd.io.web_download import SourceUnavailable, UriFilter, UriRefused, open_web_source
 from streamd.registry import ImageRecord
 from streamd.registry.tasks import UNFINISHED, TaskRecord
 from streamd.request_ids import current_request_id
-from streamd.service import copies, disk_formats, quotas, stage_host
+from streamd.service import copies, disk_formats, quotas, stage_host, stage_parts
 from streamd.service.access import visible_image
 from streamd.service.runtime import Runtime
 from streamd.service.stored_data import registry_values
@@ -212,7 +213,10 @@ async def start_import(
     async with rt.jobs.reserve(image_id, "import") as reservation:
         if method == "glance-direct":
             stage = await rt.staging.stage(image_id)
-            if stage is None or not stage.complete:
+            parts = await stage_parts.sealable(rt, image_id)
+            if parts is not None and not parts.complete:
+                raise not_whole(image_id, parts)
+            if parts is None and (stage is None or not stage.complete):
                 staged = 0 if stage is None else stage.size
                 of = "" if stage is None or stage.total is None else f" of {stage.total}"
                 raise Conflict(
@@ -488,6 +492,8 @@ def _log_failure(job: _Job, reason: str, exc: BaseException) -> None:
 
 
 async def _move_stage(rt: Runtime, job: _Job) -> tuple[StoredObject, dict[str, Any]]:
+    if await stage_parts.sealable(rt, job.image_id) is not None:
+        await stage_parts.seal(rt, job.image_id)  # staged in parts: hashed now, as a whole
     stage = await rt.staging.stage(job.image_id)
     if stage is None or stage.digests is None:
         raise Conflict(f"The staged data of image {job.image_id} is gone or incomplete; "

@@ -1,0 +1,62 @@
+"""Where an image's data is and where it is only zeros (``GET /v2/images/{id}/extents``).
+
+A streamd extension (``transfer_extensions``), after oVirt imageio's extents: a client that
+knows the zero runs does not download them, it leaves holes. On a store whose objects are
+local files (the file store, where an upload's zero chunks already became holes) the runs
+come from the file (``SEEK_DATA``/``SEEK_HOLE``); on an object store nothing is recorded about
+zeros, so the whole image is one data run (``zero_runs_known`` false) and a client finds the
+zeros in what it reads.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import trio
+
+from streamd.context import RequestContext
+from streamd.errors import Conflict
+from streamd.io import ObjectNotFound, StoreError, has_local_files
+from streamd.io.sparse import Extent, extents
+from streamd.service.downloads import image_for_download
+from streamd.service.runtime import Runtime
+from streamd.service.stage_parts import ensure_enabled
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ImageExtents:
+    """The runs of an image's ``size`` bytes; ``zero_runs_known``: False when the store
+    cannot tell zeros from data (then it is one data run)."""
+
+    size: int
+    extents: list[Extent]
+    zero_runs_known: bool
+
+
+async def image_extents(rt: Runtime, ctx: RequestContext, image_id: str) -> ImageExtents:
+    """The data and zero runs of an active image the caller may download."""
+    ensure_enabled(rt, "GET /v2/images/{id}/extents")
+    record = await image_for_download(rt, ctx, image_id)
+    if record.location is None or record.size is None:
+        raise Conflict(f"Image {image_id} has no data (status {record.status}): no extents.")
+    size = record.size
+    whole = ImageExtents(size, [Extent(0, size, zero=False)] if size else [], False)
+    copy = record.locations[0]
+    store = rt.stores.holding(copy.store)
+    if not has_local_files(store):
+        return whole
+    try:
+        opened = await store.open_file(copy.location)
+    except (StoreError, ObjectNotFound) as exc:
+        log.warning("EXTENTS image=%s store=%s could not be opened (%s)", image_id, copy.store,
+                    exc)
+        return whole
+    with opened:
+        if opened.size < size:
+            return whole
+        runs = await trio.to_thread.run_sync(extents, opened.fileno(), size,
+                                             limiter=rt.io_limiter)
+    return ImageExtents(size, runs, True)
