@@ -55,17 +55,18 @@ class MotoServer:
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env,
             start_new_session=True)
         deadline = time.monotonic() + timeout
-        while True:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"moto server exited with {self.proc.returncode}")
-            try:
-                httpx.get(self.endpoint + "/moto-api/", timeout=1.0)
-                return self
-            except httpx.HTTPError:
-                if time.monotonic() > deadline:
-                    self.stop()
-                    raise RuntimeError("moto server did not start") from None
-                time.sleep(0.05)
+        with httpx.Client(timeout=1.0) as client:  # one for all polls (see ServerProcess)
+            while True:
+                if self.proc.poll() is not None:
+                    raise RuntimeError(f"moto server exited with {self.proc.returncode}")
+                try:
+                    client.get(self.endpoint + "/moto-api/")
+                    return self
+                except httpx.HTTPError:
+                    if time.monotonic() > deadline:
+                        self.stop()
+                        raise RuntimeError("moto server did not start") from None
+                    time.sleep(0.05)
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
