@@ -29,6 +29,7 @@ refusing streamd's own credentials is 503, as keystonemiddleware answers.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import logging
@@ -349,7 +350,7 @@ async def open_authenticator(
         import httpx  # here, not at the top: a server that never calls out does not load it
         timeout = httpx.Timeout(settings.keystone_timeout)
         async with httpx.AsyncClient(timeout=timeout) as client:
-            yield KeystoneTokens(settings, client, clock)
+            yield _with_rules(KeystoneTokens(settings, client, clock), settings)
         return
     yield make_authenticator(settings)
 
@@ -357,10 +358,33 @@ async def open_authenticator(
 def make_authenticator(settings: Settings) -> Authenticator:
     """The noauth or tokens authenticator (keystone needs ``open_authenticator``)."""
     if settings.auth == "noauth":
-        return NoAuth()
+        return _with_rules(NoAuth(), settings)
     if settings.auth == "tokens":
         assert settings.tokens_file is not None
         tokens = load_tokens(settings.tokens_file)
         log.info("auth = tokens: %d token(s) from %s", len(tokens), settings.tokens_file)
-        return StaticTokens(tokens)
+        return _with_rules(StaticTokens(tokens), settings)
     raise ConfigError(f"setting 'auth': {settings.auth!r} needs open_authenticator()")
+
+
+def _with_rules(authenticator: Authenticator, settings: Settings) -> Authenticator:
+    """``authenticator`` as is under Glance 33's secure RBAC (the default); with
+    ``enforce_secure_rbac = false`` its contexts say the legacy rules apply."""
+    if settings.enforce_secure_rbac:
+        return authenticator
+    log.warning("enforce_secure_rbac = false: the legacy rules apply, any role (reader "
+                "included) may create and change its project's images")
+    return _LegacyRules(authenticator)
+
+
+@dataclass
+class _LegacyRules:
+    inner: Authenticator
+
+    @property
+    def mode(self) -> str:
+        return self.inner.mode
+
+    async def authenticate(self, headers: Headers) -> RequestContext:
+        ctx = await self.inner.authenticate(headers)
+        return dataclasses.replace(ctx, secure_rbac=False)

@@ -47,6 +47,9 @@ class Settings:
     # who is asking (streamd.auth): noauth trusts identity headers, tokens looks
     # X-Auth-Token up in tokens_file, keystone validates it with Keystone v3
     auth: str = "noauth"
+    # Glance 33's default rules (secure RBAC): a reader reads, a member (or admin) creates,
+    # changes, uploads, shares and answers offers; false: the legacy rules (any role writes)
+    enforce_secure_rbac: bool = True
     # noauth on a non-loopback bind lets any client act as any project (and as admin): it is
     # refused unless this says the network is trusted
     noauth_allow_remote: bool = False

@@ -16,6 +16,9 @@ class RequestContext:
     project_id: str | None
     user_id: str | None = None
     roles: frozenset[str] = field(default_factory=frozenset)
+    # Glance 33's secure RBAC (a reader reads, a member writes); False: the legacy rules,
+    # where any role may change its project's images (setting enforce_secure_rbac)
+    secure_rbac: bool = True
     # the request's IDENTITY_HEADERS, set by the HTTP layer; never shown (a token)
     identity_headers: tuple[tuple[str, str], ...] = field(default=(), repr=False,
                                                           compare=False)

@@ -9,6 +9,9 @@ The rules are Glance's defaults:
   registry applies it too (a listing's marker, and in SQL the listing itself); the functions
   here ask it. An image you may not see does not exist for you: 404, worded as for a missing
   image, so the ids of private images do not leak.
+- **Write** (create, change, share, answer an offer): Glance 33's secure RBAC — a caller
+  needs the ``member`` (or ``admin``) role; a ``reader`` reads (403 otherwise).
+  ``enforce_secure_rbac = false`` restores the legacy rules, where any role writes.
 - **Change** (update, delete, tag, upload): the owner and admins; anyone else who can see
   the image gets 403. Publishing (``public``) is for admins only; an owner may make its image
   ``community``, ``shared`` or ``private``. Only admins change an image's owner.
@@ -35,6 +38,8 @@ from streamd.context import RequestContext
 from streamd.errors import Forbidden, NotFound
 from streamd.registry.records import ImageRecord, MemberRecord, Viewer
 
+# The roles that create and change images under Glance 33's secure RBAC defaults.
+WRITER_ROLES = frozenset({"admin", "member"})
 # The statuses an image moves between with the deactivate/reactivate actions.
 ACTIVATION = {"deactivate": ("active", "deactivated"), "reactivate": ("deactivated", "active")}
 
@@ -67,8 +72,26 @@ def ensure_visible(
         raise NotFound(f"No image found with ID {image.id}")
 
 
+def may_write(ctx: RequestContext) -> bool:
+    """Does the caller hold a role that writes? Glance 33's secure RBAC: ``member`` or
+    ``admin`` (a ``reader``, or a token with other roles only, reads); under the legacy rules
+    (``enforce_secure_rbac = false``) any caller does."""
+    return not ctx.secure_rbac or bool(ctx.roles & WRITER_ROLES)
+
+
+def ensure_writer(ctx: RequestContext, action: str) -> None:
+    """403 for a caller without a role that writes (see ``may_write``)."""
+    if not may_write(ctx):
+        roles = ", ".join(sorted(ctx.roles)) or "none"
+        raise Forbidden(f"You are not authorized to {action}: it needs the member role (your "
+                        f"roles: {roles}). As in Glance 33, a reader reads and a member "
+                        "writes (enforce_secure_rbac).")
+
+
 def ensure_modifiable(ctx: RequestContext, image: ImageRecord, action: str) -> None:
-    """403 unless the caller owns ``image`` (or is an admin); call on a visible image."""
+    """403 unless the caller owns ``image`` (or is an admin) with a role that writes; call on
+    a visible image."""
+    ensure_writer(ctx, f"{action} image {image.id}")
     if not can_modify(ctx, image):
         raise Forbidden(
             f"You may not {action} image {image.id}: it belongs to another project. "
@@ -80,6 +103,7 @@ def ensure_may_own(ctx: RequestContext, owner: str | None) -> None:
     """A new image belongs to the caller's project; only admins create images for others."""
     if ctx.is_admin:
         return
+    ensure_writer(ctx, "create images (add_image)")
     if ctx.project_id is None:
         raise Forbidden("Creating an image needs a project: send X-Project-Id (or a token "
                         "scoped to a project).")
@@ -113,7 +137,8 @@ def ensure_shared(image: ImageRecord, action: str) -> None:
 
 
 def ensure_may_manage_members(ctx: RequestContext, image: ImageRecord, action: str) -> None:
-    """Adding and removing members is for the image's owner (and admins)."""
+    """Adding and removing members is for the image's owner (and admins), as a member."""
+    ensure_writer(ctx, f"{action} of image {image.id}")
     if not can_modify(ctx, image):
         raise Forbidden(f"You are not authorized to {action} of image {image.id}: only its "
                         "owner (or an admin) adds and removes members.")
@@ -126,8 +151,12 @@ def can_see_member(ctx: RequestContext, image: ImageRecord, member_id: str) -> b
 
 
 def ensure_may_answer(ctx: RequestContext, image: ImageRecord, member_id: str) -> None:
-    """Only the member itself (or an admin) accepts or rejects an offer."""
-    if ctx.is_admin or member_id == ctx.project_id:
+    """Only the member itself (or an admin) accepts or rejects an offer, with a role that
+    writes."""
+    if ctx.is_admin:
+        return
+    if member_id == ctx.project_id:
+        ensure_writer(ctx, f"answer the offer of image {image.id}")
         return
     if can_modify(ctx, image):
         raise Forbidden(f"You are not authorized to change the status of member {member_id}: "
