@@ -41,9 +41,6 @@ from streamd.http.context import AUTH_KEY, RUNTIME_KEY, authenticate_request
 from streamd.http.errors import describe, error_body
 from streamd.http.rawasgi import ASGIApp, Receive, Scope, Send
 from streamd.service.runtime import Runtime
-from streamd.units import MiB
-
-METADATA_BODY_LIMIT = 16 * MiB  # a JSON document or patch, never image data
 
 # The raw ASGI data routes, tried in order before the Quart app: (path pattern, handler
 # factory). A handler authenticates its requests with the authenticator it is built with.
@@ -74,7 +71,7 @@ def create_quart_app(rt: Runtime, authenticator: Authenticator) -> QuartTrio:
     app.extensions[RUNTIME_KEY] = rt
     app.extensions[AUTH_KEY] = authenticator
     app.before_request(authenticate_request)
-    app.config["MAX_CONTENT_LENGTH"] = METADATA_BODY_LIMIT
+    app.config["MAX_CONTENT_LENGTH"] = rt.settings.metadata_body_max
     app.config["PROPAGATE_EXCEPTIONS"] = False
     app.config["RESPONSE_TIMEOUT"] = rt.settings.response_timeout  # metadata routes only
     app.json.sort_keys = False  # type: ignore[attr-defined]
@@ -125,7 +122,7 @@ def create_app(rt: Runtime, authenticator: Authenticator | None = None) -> ASGIA
             if pattern.fullmatch(path):
                 await handler(scope, *_close_if_body_unread(scope, receive, send))
                 return
-        replay = await _read_metadata_body(receive, send)
+        replay = await _read_metadata_body(receive, send, rt.settings.metadata_body_max)
         if replay is not None:
             await quart_app(scope, replay, send)
 
@@ -229,12 +226,13 @@ def _close_if_body_unread(scope: dict[str, Any], receive: Any, send: Any) -> tup
     return tracking_receive, closing_send
 
 
-async def _read_metadata_body(receive: Any, send: Any) -> Any | None:
+async def _read_metadata_body(receive: Any, send: Any, limit: int) -> Any | None:
     """Read a metadata request's whole (small) body before routing, and replay it to Quart.
 
     Routing answers some requests (404, 405, 415) without reading their body; read first, so
-    the connection is always ready for the next request. Past ``METADATA_BODY_LIMIT`` the
-    answer is 413 and the connection is closed. Returns None when the request is over.
+    the connection is always ready for the next request. Past ``limit`` bytes
+    (``metadata_body_max``) the answer is 413 and the connection is closed. Returns None
+    when the request is over.
     """
     chunks: list[bytes] = []
     size = 0
@@ -244,9 +242,9 @@ async def _read_metadata_body(receive: Any, send: Any) -> Any | None:
             return None
         body = message.get("body", b"")
         size += len(body)
-        if size > METADATA_BODY_LIMIT:
-            await _send_error(send, 413, f"a metadata request body may be at most "
-                              f"{METADATA_BODY_LIMIT} bytes", close=True)
+        if size > limit:
+            await _send_error(send, 413, f"a metadata request body may be at most {limit} "
+                              "bytes (metadata_body_max)", close=True)
             return None
         chunks.append(body)
         if not message.get("more_body", False):

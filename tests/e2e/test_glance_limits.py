@@ -82,3 +82,10 @@ def test_one_value_past_its_bound(client: httpx.Client) -> None:
     _refused(client.patch(f"/v2/images/{r.json()['id']}", headers=PATCH,
                           json=[{"op": "add", "path": "/other", "value": "x" * 70000}]),
              "'other'")
+
+
+def test_the_metadata_body_bound_is_a_setting(make_server) -> None:  # noqa: ANN001
+    srv = make_server(env={"STREAMD_METADATA_BODY_MAX": "4096"})
+    with httpx.Client(base_url=srv.url, headers=OWNER, timeout=30) as client:
+        _refused(_create(client, note="x" * 5000), "at most 4096 bytes", "metadata_body_max")
+        assert _create(client, note="x" * 3000).status_code == 201
