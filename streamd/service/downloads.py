@@ -20,7 +20,7 @@ from streamd.context import RequestContext
 from streamd.errors import Forbidden
 from streamd.io import ObjectNotFound, OpenFile, StoreError, has_local_files
 from streamd.registry import ImageRecord
-from streamd.service import cache
+from streamd.service import cache, transfer_metrics
 from streamd.service.access import visible_image
 from streamd.service.runtime import Runtime
 
@@ -130,6 +130,7 @@ async def read_copies(
     copies = record.locations
     for n, copy in enumerate(copies):
         last = n == len(copies) - 1
+        start = sent
         try:
             store = rt.stores.holding(copy.store)
             reader = store.read(copy.location, offset + sent, length - sent)
@@ -139,8 +140,11 @@ async def read_copies(
                     yield chunk
             return
         except (StoreError, ObjectNotFound) as exc:
+            transfer_metrics.failed("read", record.id, copy.store, exc, logged=not last)
             if last:
                 raise
             log.warning("READ image=%s store=%s failed after %d of %d bytes (%s); going on "
                         "from store %s", record.id, copy.store, sent, length, exc,
                         copies[n + 1].store)
+        finally:  # once per copy read, not per chunk
+            transfer_metrics.read(copy.store, sent - start)

@@ -24,23 +24,26 @@ from streamd.errors import (
     TooLarge,
     UnsupportedMediaType,
 )
-from streamd.io.errors import StoreError
+from streamd.io.errors import ObjectNotFound, StoreError
 
 log = logging.getLogger("streamd.transfers")
 
-STORE_BYTES = Counter("streamd_store_bytes", "Image bytes written to (op=write) a store",
-                      ["store", "op"])
+STORE_BYTES = Counter("streamd_store_bytes", "Image bytes written to (op=write) or read "
+                      "from (op=read: streaming reads, cache fills) a store", ["store", "op"])
 STORE_ERRORS = Counter("streamd_store_errors", "Transfers into a store that failed, by cause",
                        ["store", "op", "cause"])
 
 # causes that are the server's to fix (logged as warnings); the others are the client's
-SERVER_CAUSES = frozenset({"disk full", "registry busy", "store unreachable", "internal error"})
+SERVER_CAUSES = frozenset({"disk full", "registry busy", "store unreachable",
+                           "data missing from the store", "internal error"})
 
 
 def cause_of(exc: BaseException) -> str:
     """A failure's cause in a few words, for the log line and the ``cause`` label."""
     if isinstance(exc, InsufficientStorage):
         return "disk full"
+    if isinstance(exc, ObjectNotFound):
+        return "data missing from the store"
     if isinstance(exc, ServiceUnavailable) and _from_database(exc):
         return "registry busy"
     if isinstance(exc, StoreError):
@@ -69,10 +72,19 @@ def written(store: str, size: int) -> None:
     STORE_BYTES.labels(store, "write").inc(size)
 
 
-def failed(op: str, image_id: str, store: str, exc: BaseException) -> None:
-    """Count and log a transfer that failed with ``exc``."""
+def read(store: str, size: int) -> None:
+    if size:
+        STORE_BYTES.labels(store, "read").inc(size)
+
+
+def failed(op: str, image_id: str, store: str, exc: BaseException, *,
+           logged: bool = False) -> None:
+    """Count a transfer that failed with ``exc``, and log it unless the caller already
+    does (``logged``)."""
     cause = cause_of(exc)
     STORE_ERRORS.labels(store, op, cause).inc()
+    if logged:
+        return
     detail = exc.__cause__ or exc
     log.log(logging.WARNING if cause in SERVER_CAUSES else logging.INFO,
             "%s FAILED image=%s store=%s cause=%s (%s: %s)", op.upper(), image_id, store,

@@ -1,6 +1,7 @@
-"""``GET /metrics`` scraped from a real server after an upload, a download and an upload that
-fails on a full disk (RLIMIT_FSIZE: the store's writes fail with EFBIG, as on ENOSPC); and
-``metrics_bind`` (off, or a listener of its own)."""
+"""``GET /metrics`` scraped from a real server after an upload, a download, a download whose
+data vanished from the store, and an upload that fails on a full disk (RLIMIT_FSIZE: the
+store's writes fail with EFBIG, as on ENOSPC); and ``metrics_bind`` (off, or a listener of
+its own)."""
 
 from __future__ import annotations
 
@@ -36,7 +37,8 @@ def _create(client: httpx.Client) -> str:
 
 
 def test_metrics_show_an_upload_a_download_and_a_failed_upload(make_server) -> None:  # noqa: ANN001
-    srv = make_server(preexec=_limit_file_size)
+    # downloads streamed (not sendfile) so that they read through the store
+    srv = make_server(preexec=_limit_file_size, env={"STREAMD_ZERO_COPY": "false"})
     data = bytes(range(256)) * 4096  # 1 MiB
     file = "/v2/images/{image_id}/file"
     with httpx.Client(base_url=srv.url, headers=ADMIN_HEADERS, timeout=30) as client:
@@ -46,6 +48,10 @@ def test_metrics_show_an_upload_a_download_and_a_failed_upload(make_server) -> N
         assert put.status_code == 204, put.text
         get = client.get(f"/v2/images/{image}/file")
         assert get.content == data
+        (stored,) = srv.data_dir.glob(f"images/*{image}*")
+        stored.unlink()  # the data gone behind the server's back: the next read fails
+        # 204, as Glance answers an active image whose data is missing
+        assert client.get(f"/v2/images/{image}/file").status_code == 204
         full = _create(client)
         failed = client.put(f"/v2/images/{full}/file", content=bytes(2 * FSIZE_LIMIT),
                             headers={"Content-Type": "application/octet-stream"})
@@ -56,16 +62,21 @@ def test_metrics_show_an_upload_a_download_and_a_failed_upload(make_server) -> N
                   status="204") == 1
     assert _value(samples, "streamd_http_requests_total", method="GET", route=file,
                   status="200") == 1
+    assert _value(samples, "streamd_http_requests_total", method="GET", route=file,
+                  status="204") == 1  # the read that failed
     assert _value(samples, "streamd_http_requests_total", method="PUT", route=file,
                   status=str(failed.status_code)) == 1
     assert _value(samples, "streamd_http_requests_total", method="POST", route="/v2/images",
                   status="201") == 2
     assert _value(samples, "streamd_http_request_seconds_count", method="PUT", route=file) == 2
     assert _value(samples, "streamd_http_received_bytes_total", route=file) >= len(data)
-    # the download, and the failed upload's JSON error
+    # the download, and the failed requests' JSON errors
     sent = _value(samples, "streamd_http_sent_bytes_total", route=file)
-    assert len(data) < sent < len(data) + 1024
+    assert len(data) < sent < len(data) + 2048
     assert _value(samples, "streamd_store_bytes_total", store="file", op="write") == len(data)
+    assert _value(samples, "streamd_store_bytes_total", store="file", op="read") == len(data)
+    assert _value(samples, "streamd_store_errors_total", store="file", op="read",
+                  cause="data missing from the store") == 1
     assert _value(samples, "streamd_store_errors_total", store="file", op="upload",
                   cause="disk full") == 1
     assert _value(samples, "streamd_transfers_in_flight") == 0
@@ -74,6 +85,7 @@ def test_metrics_show_an_upload_a_download_and_a_failed_upload(make_server) -> N
     assert ("streamd_cache_hits_total", frozenset()) in samples
     # the cause in words, with the image and the store
     assert f"UPLOAD FAILED image={full} store=file cause=disk full" in srv.log()
+    assert f"READ FAILED image={image} store=file cause=data missing from the store" in srv.log()
 
 
 def test_metrics_off_or_on_an_address_of_their_own(make_server) -> None:  # noqa: ANN001
