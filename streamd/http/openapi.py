@@ -233,7 +233,6 @@ def _data() -> dict[str, Any]:
     octets = {OCTET_STREAM: {"schema": {"type": "string", "format": "binary"}}}
     ranged = (_header("Range", "bytes=A-B, bytes=A- or bytes=-N"),
               _header("If-Match", "the image data's ETag"))
-    upload = (_header("Content-Length", "the data's size", {"type": "integer", "minimum": 0}),)
     return {
         "/v2/images/{image_id}/file": {
             "get": _op("data", "download the image data (ranges too)", {
@@ -245,16 +244,30 @@ def _data() -> dict[str, Any]:
                 206: "the range's headers"}, headers=ranged),
             "put": _op("data", "upload the image data, streamed", {204: "stored"},
                        body={"type": "string", "format": "binary"}, media=(OCTET_STREAM,),
-                       headers=(*upload, _STORE_HEADER)),
+                       headers=(_STORE_HEADER,)),
         },
         "/v2/images/{image_id}/stage": {
             "put": _op("import", "stage data for glance-direct import (resumable with "
                                  "Content-Range)", {204: "staged"},
                        body={"type": "string", "format": "binary"}, media=(OCTET_STREAM,),
-                       headers=(*upload, _header("Content-Range", "bytes START-END/TOTAL"))),
-            "head": _op("import", "how much is staged (Upload-Offset, Upload-Length)",
-                        {200: "the progress"}),
+                       headers=(_header("Content-Range", "bytes START-END/TOTAL"),
+                                _header("Upload-Part", "data or zero: a part of a parallel "
+                                        "stage (transfer_extensions)",
+                                        {"type": "string", "enum": ["data", "zero"]}))),
+            "head": _op("import", "how much is staged (Upload-Offset, Upload-Length, "
+                                  "Upload-Ranges)", {200: "the progress"}),
         },
+    }
+
+
+def _extensions() -> dict[str, Any]:
+    """streamd's own (``streamd.http.extensions``); 404 when transfer_extensions is off."""
+    return {
+        "/v2/info/streamd": {"get": _op("extensions", "the extensions this server offers",
+                                        {200: ("them", _json())})},
+        "/v2/images/{image_id}/extents": {
+            "get": _op("extensions", "the data and zero runs of an active image",
+                       {200: ("size, zero_runs_known, extents", _json())})},
     }
 
 
@@ -429,7 +442,7 @@ def _with_path_parameters(paths: dict[str, Any]) -> dict[str, Any]:
 @functools.cache
 def document() -> dict[str, Any]:
     """The whole document (built once: it never changes while the server runs)."""
-    paths = {**_versions(), **_images(), **_data(), **_sharing_and_import(),
+    paths = {**_versions(), **_images(), **_data(), **_sharing_and_import(), **_extensions(),
              **_stores_and_cache(), **_metadefs(), **_service()}
     return {
         "openapi": "3.1.0",
