@@ -29,8 +29,8 @@ from streamd.errors import BadRequest, Conflict
 from streamd.io import posix
 from streamd.io.errors import ObjectNotFound
 from streamd.io.pipeline import ByteSource
-from streamd.io.sparse import punch_hole
 from streamd.io.stores.base import check_key
+from streamd.sparse import punch_hole
 
 PARTS_DIR = ".parts"  # a dot name: the sequential stage's scans pass over it
 

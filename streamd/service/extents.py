@@ -18,10 +18,10 @@ import trio
 from streamd.context import RequestContext
 from streamd.errors import Conflict
 from streamd.io import ObjectNotFound, StoreError, has_local_files
-from streamd.io.sparse import Extent, extents
 from streamd.service.downloads import image_for_download
 from streamd.service.runtime import Runtime
 from streamd.service.stage_parts import ensure_enabled
+from streamd.sparse import Extent, extents
 
 log = logging.getLogger(__name__)
 

@@ -1,0 +1,163 @@
+"""Download an image to a local file: N ranged GETs at once (default 4) over the data runs,
+holes for the zero runs, resumable from ``<file>.transfer``, verified at the end.
+
+Against a server without streamd's extents, the whole image is one data run fetched in one
+stream; zero MiBs in what arrives still become holes.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import trio
+
+from streamd.sparse import Extent, punch_hole
+from streamd.transfer import localfile
+from streamd.transfer.api import ApiError, ImageAPI
+from streamd.transfer.localfile import ResumeRecord, blocks, subtract
+from streamd.transfer.pacing import Pace
+from streamd.transfer.report import Reporter, Stats
+
+BLOCK = 8 * 1024 * 1024  # one ranged GET: big enough to amortise a request, small to resume
+CHECKPOINT = 1.0  # seconds between fdatasync + resume record
+
+
+class NotDownloadable(Exception):
+    """The image has no data to download (not active)."""
+
+
+async def download(api: ImageAPI, image_id: str, dest: Path, reporter: Reporter, *,
+                   connections: int = 4, verify: bool = True, block: int = BLOCK,
+                   pace: Pace | None = None) -> Stats:
+    """Fetch ``image_id`` into ``dest``; the statistics of the run."""
+    stats = Stats(image_id=image_id, action="download")
+    with stats.stage("prepare"):
+        image = await api.image(image_id)
+        if image.get("status") != "active" or image.get("size") is None:
+            raise NotDownloadable(f"image {image_id} is {image.get('status')}: no data to "
+                                  "download")
+        size = stats.size = image["size"]
+        stats.extensions = await api.discover()
+        if stats.extensions:
+            runs, _ = await api.extents(image_id)
+        else:
+            runs = [Extent(0, size, zero=False)] if size else []
+            connections = 1
+        stats.connections = connections
+        record_path = dest.with_name(dest.name + ".transfer")
+        fd, record = await trio.to_thread.run_sync(_open_dest, dest, record_path, image)
+    try:
+        with stats.stage("prepare"):
+            stats.resumed = sum(e - s for s, e in record.done)
+            todo = [r for x in runs if not x.zero for r in subtract(x.start, x.end, record.done)]
+            if stats.resumed:
+                for s, e in todo:  # what a cut run left there is not trusted: zeros again
+                    punch_hole(fd, s, e - s)
+            stats.zero_skipped = sum(x.length for x in runs if x.zero)
+        reporter.event("download", image_id=image_id, size=size, file=str(dest),
+                       connections=connections, extensions=stats.extensions,
+                       resumed=stats.resumed)
+        with stats.stage("transfer"):
+            await _fetch(api, image_id, fd, blocks(todo, block), record, stats, reporter,
+                         connections, pace or Pace(None))
+            await trio.to_thread.run_sync(os.fdatasync, fd)
+    finally:
+        os.close(fd)
+    if verify:
+        with stats.stage("verify"):
+            checked = await trio.to_thread.run_sync(localfile.verify, dest, image)
+        reporter.event("verified", image_id=image_id, file=str(dest), digests=checked)
+    await trio.to_thread.run_sync(lambda: record_path.unlink(missing_ok=True))
+    return stats
+
+
+def _open_dest(dest: Path, record_path: Path, image: dict[str, Any]
+               ) -> tuple[int, ResumeRecord]:
+    """The file open for writing and the record of what is in it: an earlier run's, for
+    the same image, or a new one over a file of holes (the zero runs are done already)."""
+    record = ResumeRecord.load(record_path, image) if dest.exists() else None
+    fd = os.open(dest, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    if record is None:
+        os.ftruncate(fd, 0)
+        os.ftruncate(fd, image["size"])
+        record = ResumeRecord(record_path, image["id"], image.get("checksum"), image["size"],
+                              [])
+        record.save([])
+    return fd, record
+
+
+async def _fetch(api: ImageAPI, image_id: str, fd: int, todo: list[tuple[int, int]],
+                 record: ResumeRecord, stats: Stats, reporter: Reporter, connections: int,
+                 pace: Pace) -> None:
+    """Run ``connections`` workers over the blocks; checkpoint what is durable."""
+    done = list(record.done)
+    finished: list[tuple[int, int]] = []
+    send, receive = trio.open_memory_channel[tuple[int, int]](len(todo) or 1)
+    for item in todo:
+        send.send_nowait(item)
+    send.close()
+
+    async def checkpoint() -> None:
+        batch = finished[:]
+        await trio.to_thread.run_sync(os.fdatasync, fd)
+        done.extend(batch)
+        del finished[:len(batch)]
+        record.save(done)
+
+    async def checkpoints() -> None:
+        while True:
+            await trio.sleep(CHECKPOINT)
+            await checkpoint()
+
+    total = sum(e - s for s, e in todo)
+    with reporter.progress(f"download {image_id[:8]}", total) as advance:
+        async def worker() -> None:
+            async for start, end in receive:
+                await _get_block(api, image_id, fd, start, end, stats, advance, pace)
+                finished.append((start, end))
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(checkpoints)
+            async with trio.open_nursery() as workers:
+                for _ in range(max(1, min(connections, len(todo)))):
+                    workers.start_soon(worker)
+            nursery.cancel_scope.cancel()
+    await checkpoint()
+
+
+async def _get_block(api: ImageAPI, image_id: str, fd: int, start: int, end: int,
+                     stats: Stats, advance: Any, pace: Pace) -> None:
+    """One ranged GET into the file (the whole image in one GET when it is one block)."""
+    ranged = not (start == 0 and end == stats.size)
+    async with api.read(image_id, start if ranged else None, end if ranged else None) as r:
+        if r.status_code >= 400:
+            await r.aread()
+            raise ApiError(r.status_code, r.text[:300])
+        pos = start
+        buf = bytearray()
+        async for chunk in r.aiter_raw():
+            buf += chunk
+            await pace.took(len(chunk))
+            if len(buf) >= localfile.ZERO_UNIT * 4:
+                n = len(buf) - len(buf) % localfile.ZERO_UNIT
+                await _write(fd, buf[:n], pos, stats)
+                del buf[:n]
+                pos += n
+                advance(n)
+        if buf:
+            await _write(fd, buf, pos, stats)
+            pos += len(buf)
+            advance(len(buf))
+    if pos != end:
+        raise ApiError(502, f"bytes {start}-{end - 1}: the server sent {pos - start} bytes")
+
+
+async def _write(fd: int, data: bytearray, offset: int, stats: Stats) -> None:
+    """Every range still to fetch is a hole (a fresh file, or punched on resume): zero MiBs
+    need no write."""
+    stats.moved += len(data)
+    skipped = await trio.to_thread.run_sync(
+        lambda: localfile.write_block(fd, bytes(data), offset, holes=True))
+    stats.zero_skipped += skipped

@@ -1,0 +1,145 @@
+"""The local side of a transfer: the image file, its holes, its digests, and the record
+that lets a cut download resume (``<file>.transfer``)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from streamd.sparse import Extent, extents, punch_hole
+
+MiB = 1024 * 1024
+HASH_READ = 4 * MiB  # one read of the digest pass; large enough that syscalls do not show
+ZERO_UNIT = 1 * MiB  # a run of zeros this long in received data becomes a hole
+_ZEROS = bytes(ZERO_UNIT)
+
+
+class VerificationFailed(Exception):
+    """The bytes do not have the digest the server recorded."""
+
+
+def file_extents(path: Path) -> list[Extent]:
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        return extents(fd, os.fstat(fd).st_size)
+    finally:
+        os.close(fd)
+
+
+def digests(path: Path, algo: str | None) -> tuple[str, str | None]:
+    """md5 (Glance's ``checksum``) and, when ``algo`` is given, that digest of the file."""
+    md5 = hashlib.md5(usedforsecurity=False)
+    other = hashlib.new(algo) if algo else None
+    buf = memoryview(bytearray(HASH_READ))
+    with open(path, "rb", buffering=0) as f:
+        while got := f.readinto(buf):
+            md5.update(buf[:got])
+            if other is not None:
+                other.update(buf[:got])
+    return md5.hexdigest(), other.hexdigest() if other is not None else None
+
+
+def verify(path: Path, image: dict[str, Any]) -> str:
+    """Check the file against the image's ``os_hash_value`` and ``checksum``; say which."""
+    algo = image.get("os_hash_algo") if image.get("os_hash_value") else None
+    if algo and algo not in hashlib.algorithms_available:
+        algo = None
+    md5, other = digests(path, algo)
+    if image.get("checksum") and md5 != image["checksum"]:
+        raise VerificationFailed(f"{path}: md5 {md5}, the image's checksum is "
+                                 f"{image['checksum']}")
+    if algo and other != image["os_hash_value"]:
+        raise VerificationFailed(f"{path}: {algo} {other}, the image's os_hash_value is "
+                                 f"{image['os_hash_value']}")
+    return f"{algo}+md5" if algo else "md5" if image.get("checksum") else "nothing to check"
+
+
+def write_block(fd: int, data: bytes | memoryview, offset: int, *, holes: bool) -> int:
+    """Write ``data`` at ``offset``; its zero MiBs as holes (``holes``: the range is known to
+    be a hole already, else one is punched). Returns the zero bytes not written."""
+    view = memoryview(data)
+    skipped = 0
+    for pos in range(0, len(view), ZERO_UNIT):
+        piece = view[pos:pos + ZERO_UNIT]
+        if bytes(piece) == _ZEROS[:len(piece)]:
+            skipped += len(piece)
+            if not holes:
+                punch_hole(fd, offset + pos, len(piece))
+            continue
+        done = 0
+        while done < len(piece):
+            done += os.pwrite(fd, piece[done:], offset + pos + done)
+    return skipped
+
+
+def is_zero(data: bytes | memoryview) -> bool:
+    """All zeros? (A copy and a memcmp per MiB: ~0.3 ms, where a scan costs ~9 ms.)"""
+    view = memoryview(data)
+    return all(bytes(view[p:p + ZERO_UNIT]) == _ZEROS[:len(view[p:p + ZERO_UNIT])]
+               for p in range(0, len(view), ZERO_UNIT))
+
+
+@dataclass
+class ResumeRecord:
+    """``<file>.transfer``: which image the file is being filled from, and which ranges
+    are durable in it (END exclusive)."""
+
+    path: Path
+    image_id: str
+    checksum: str | None
+    size: int
+    done: list[tuple[int, int]]
+
+    @classmethod
+    def load(cls, path: Path, image: dict[str, Any]) -> ResumeRecord | None:
+        """The record of an earlier run for this very image (same id, size and checksum)."""
+        try:
+            body = json.loads(path.read_text())
+        except (OSError, ValueError):
+            return None
+        if (body.get("image_id"), body.get("checksum"), body.get("size")) != (
+                image["id"], image.get("checksum"), image["size"]):
+            return None
+        return cls(path, image["id"], image.get("checksum"), image["size"],
+                   [(int(s), int(e)) for s, e in body.get("done", [])])
+
+    def save(self, done: Iterable[tuple[int, int]]) -> None:
+        self.done = merge(done)
+        temp = self.path.with_name(self.path.name + ".tmp")
+        temp.write_text(json.dumps({"image_id": self.image_id, "checksum": self.checksum,
+                                    "size": self.size, "done": self.done}))
+        os.replace(temp, self.path)
+
+
+def merge(ranges: Iterable[tuple[int, int]]) -> list[tuple[int, int]]:
+    merged: list[tuple[int, int]] = []
+    for start, end in sorted(ranges):
+        if merged and start <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], end))
+        else:
+            merged.append((start, end))
+    return merged
+
+
+def subtract(start: int, end: int, done: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """The parts of ``[start, end)`` not in ``done`` (merged, in order)."""
+    left, pos = [], start
+    for s, e in done:
+        if e <= pos or s >= end:
+            continue
+        if s > pos:
+            left.append((pos, s))
+        pos = max(pos, e)
+    if pos < end:
+        left.append((pos, end))
+    return left
+
+
+def blocks(ranges: Iterable[tuple[int, int]], size: int) -> list[tuple[int, int]]:
+    """``ranges`` cut into blocks of at most ``size`` bytes."""
+    return [(s, min(s + size, end)) for start, end in ranges for s in range(start, end, size)]
