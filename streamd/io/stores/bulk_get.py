@@ -1,11 +1,11 @@
-"""A response body read in worker threads, straight into one reused buffer: bulk downloads.
+"""A response body read in worker threads, a chunk per thread hop: bulk downloads.
 
 httpx in the event loop reads a socket 64 KiB at a time and turns each read into an h11
 event, bytes object and all: measured here on a Swift GET, ~1.1-1.5 CPU-s per GiB in the
 client, which on a 2-core machine shared with Swift made downloads slower than Glance's
-python-swiftclient (~0.3 CPU-s/GiB). ``http.client``'s ``readinto`` in a worker thread puts
-the socket's bytes into the transfer's own buffer, ``read_chunk`` at a time, with one
-thread hop per read. Control requests (auth, HEAD, DELETE, manifests) stay on httpx.
+python-swiftclient (~0.3 CPU-s/GiB). ``http.client``'s ``read`` in a worker thread puts
+the socket's bytes into a ``bytes`` of ``read_chunk``, with one thread hop per read.
+Control requests (auth, HEAD, DELETE, manifests) stay on httpx.
 
 A read in progress cannot be interrupted: a cancelled download waits for the read in flight
 (at most ``read_chunk`` bytes, or the socket timeout) before its connection is closed.
@@ -38,19 +38,23 @@ class BulkResponse:
         self.headers = {k.lower(): v for k, v in response.getheaders()}
 
     async def chunks(self, length: int, read_chunk: int = READ_CHUNK
-                     ) -> AsyncIterator[memoryview]:
-        """Yield the next ``length`` body bytes as views of one buffer (valid until the next
-        chunk is asked for); fewer if the body ends first (the caller counts)."""
-        buf = memoryview(bytearray(min(read_chunk, max(length, 1))))
+                     ) -> AsyncIterator[bytes]:
+        """Yield the next ``length`` body bytes, ``read_chunk`` at a time; fewer if the body
+        ends first (the caller counts).
+
+        Each chunk is a new ``bytes`` read straight from the socket in the worker thread,
+        not a view of a reused buffer: the ASGI server copies every other buffer into a new
+        ``bytes`` before it sends it (hypercorn's ``bytes(body)``), and the cache hands its
+        fill's chunks to its readers as they are, so a reused buffer cost one more copy of
+        each byte, in the event loop."""
         remaining = length
         while remaining:
-            want = buf[:min(len(buf), remaining)]
-            n = await trio.to_thread.run_sync(self._response.readinto, want,
-                                              limiter=self._limiter)
-            if not n:
+            data = await trio.to_thread.run_sync(self._response.read, min(read_chunk, remaining),
+                                                 limiter=self._limiter)
+            if not data:
                 return
-            remaining -= n
-            yield want[:n]
+            remaining -= len(data)
+            yield data
 
     async def read_all(self) -> bytes:
         return await trio.to_thread.run_sync(self._response.read, limiter=self._limiter)

@@ -206,7 +206,7 @@ class SwiftStore:
 
     async def read(
         self, location: str, offset: int = 0, length: int | None = None
-    ) -> AsyncIterator[memoryview]:
+    ) -> AsyncIterator[bytes]:
         """Yield exactly the bytes asked for: one ranged GET of the object, or of each
         segment of a static large object that the range touches (``_parts``)."""
         path = self._object_path(self.container, self._locations.name(location))
@@ -256,7 +256,7 @@ class SwiftStore:
         return parts
 
     async def _read_part(self, part: Part, offset: int, length: int
-                         ) -> AsyncIterator[memoryview]:
+                         ) -> AsyncIterator[bytes]:
         """``[offset, offset + length)`` of one object, with one ranged GET."""
         headers = {"Range": f"bytes={offset}-{offset + length - 1}"}
         response = await self._bulk_get(part.path, headers)
