@@ -26,6 +26,7 @@ from streamd.io import ByteSource, SizeCapExceeded
 from streamd.io.inspection import DiskInspection
 from streamd.io.stage_parts import PartsState
 from streamd.io.staging import StagedDigests
+from streamd.io.stores.base import check_key
 from streamd.io.stores.discard import DiscardStore
 from streamd.registry import ImageRecord
 from streamd.service import quotas
@@ -57,13 +58,6 @@ def ensure_enabled(rt: Runtime, what: str) -> None:
             f"{what} is a streamd extension that this server has switched off "
             "(transfer_extensions = false); use the Image API's own calls."
         )
-
-
-async def state(rt: Runtime, ctx: RequestContext, image_id: str) -> PartsState | None:
-    """What is staged in parts for an image the caller may stage data for."""
-    record = await visible_image(rt, ctx, image_id)
-    policy.ensure_modifiable(ctx, record, "stage data for")
-    return await rt.staging.parts.state(image_id)
 
 
 async def stage_part(
@@ -143,9 +137,19 @@ async def ensure_no_parts(rt: Runtime, image_id: str) -> None:
 
 async def sealable(rt: Runtime, image_id: str) -> PartsState | None:
     """The parallel stage of ``image_id`` if it has one (whole or not)."""
-    if not rt.settings.transfer_extensions:
+    if not rt.settings.transfer_extensions or not _is_key(image_id):
         return None
     return await rt.staging.parts.state(image_id)
+
+
+def _is_key(image_id: str) -> bool:
+    """Whether ``image_id`` could name a stage at all (no image has an id that is no key: the
+    lookup that follows answers 404 for it)."""
+    try:
+        check_key(image_id)
+    except ValueError:
+        return False
+    return True
 
 
 async def seal(rt: Runtime, image_id: str) -> None:
