@@ -424,7 +424,11 @@ async def create_tags(rt: Runtime, ctx: RequestContext, name: str, body: Any, *,
     reg = registry(rt)
     await rt.db(reg.namespace, name, viewer(ctx))
     _ensure_admin(ctx, "add_metadef_tags")
-    tags = [_tag_name(t.get("name", "")) for t in body.get("tags") or ()]
+    found = body.get("tags") or ()
+    # Glance's tag schema says no "type": a list or a number passes it as an item
+    if not all(isinstance(t, dict) for t in found):
+        raise BadRequest('Each of "tags" is an object: {"tags": [{"name": "…"}, …]}.')
+    tags = [_tag_name(t.get("name", "")) for t in found]
     return await rt.db(reg.create_tags, name, viewer(ctx), tags, append=append)
 
 
