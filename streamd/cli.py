@@ -28,9 +28,11 @@ def _serve(args: argparse.Namespace) -> int:
 
     import trio
 
+    from streamd.malloc_arenas import limit_arenas
     from streamd.server import WorkerDied, serve
     from streamd.startup import claim_data_dir, listening_socket
 
+    limit_arenas()  # before any thread: see streamd.malloc_arenas
     settings = _settings(args)
     # a file store past RLIMIT_FSIZE must see EFBIG, not die of SIGXFSZ
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
