@@ -8,6 +8,7 @@ stream; zero MiBs in what arrives still become holes.
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -16,12 +17,13 @@ import trio
 from streamd.sparse import Extent, punch_hole
 from streamd.transfer import localfile
 from streamd.transfer.api import ApiError, ImageAPI
-from streamd.transfer.localfile import ResumeRecord, blocks, subtract
+from streamd.transfer.localfile import ResumeRecord, blocks, merge, subtract
 from streamd.transfer.pacing import Pace
 from streamd.transfer.report import Reporter, Stats
 
 BLOCK = 8 * 1024 * 1024  # one ranged GET: big enough to amortise a request, small to resume
 CHECKPOINT = 1.0  # seconds between fdatasync + resume record
+HASH_STEP = 64 * 1024 * 1024  # bytes hashed per worker-thread call
 
 
 class NotDownloadable(Exception):
@@ -59,16 +61,23 @@ async def download(api: ImageAPI, image_id: str, dest: Path, reporter: Reporter,
         reporter.event("download", image_id=image_id, size=size, file=str(dest),
                        connections=connections, extensions=stats.extensions,
                        resumed=stats.resumed)
-        with stats.stage("transfer"):
-            await _fetch(api, image_id, fd, blocks(todo, block), record, stats, reporter,
-                         connections, pace or Pace(None))
-            await trio.to_thread.run_sync(os.fdatasync, fd)
+        digest = localfile.Digest(image) if verify else None
+        frontier = Frontier([*record.done, *((x.start, x.end) for x in runs if x.zero)])
+        async with trio.open_nursery() as nursery:
+            if digest is not None:  # in order, behind the blocks as they land
+                nursery.start_soon(_hash_in_order, digest, fd, size, frontier)
+            with stats.stage("transfer"):
+                await _fetch(api, image_id, fd, blocks(todo, block), record, stats, reporter,
+                             connections, pace or Pace(None), frontier)
+                await trio.to_thread.run_sync(os.fdatasync, fd)
+            hashed_from = time.monotonic()  # what the hash has still to do: the verify stage
+        if digest is not None:
+            stats.stages["verify"] = time.monotonic() - hashed_from
     finally:
         os.close(fd)
-    if verify:
-        with stats.stage("verify"):
-            checked = await trio.to_thread.run_sync(localfile.verify, dest, image)
-        reporter.event("verified", image_id=image_id, file=str(dest), digests=checked)
+    if digest is not None:
+        checked = digest.check(str(dest))
+        reporter.event("verified", image_id=image_id, file=str(dest), digest=checked)
     await trio.to_thread.run_sync(lambda: record_path.unlink(missing_ok=True))
     return stats
 
@@ -90,7 +99,7 @@ def _open_dest(dest: Path, record_path: Path, image: dict[str, Any]
 
 async def _fetch(api: ImageAPI, image_id: str, fd: int, todo: list[tuple[int, int]],
                  record: ResumeRecord, stats: Stats, reporter: Reporter, connections: int,
-                 pace: Pace) -> None:
+                 pace: Pace, frontier: Frontier) -> None:
     """Run ``connections`` workers over the blocks; checkpoint what is durable."""
     done = list(record.done)
     finished: list[tuple[int, int]] = []
@@ -117,6 +126,7 @@ async def _fetch(api: ImageAPI, image_id: str, fd: int, todo: list[tuple[int, in
             async for start, end in receive:
                 await _get_block(api, image_id, fd, start, end, stats, advance, pace)
                 finished.append((start, end))
+                frontier.add(start, end)
 
         async with trio.open_nursery() as nursery:
             nursery.start_soon(checkpoints)
@@ -125,6 +135,43 @@ async def _fetch(api: ImageAPI, image_id: str, fd: int, todo: list[tuple[int, in
                     workers.start_soon(worker)
             nursery.cancel_scope.cancel()
     await checkpoint()
+
+
+class Frontier:
+    """The ranges of the file that hold their final bytes (durable or not): the in-order
+    hash follows it."""
+
+    def __init__(self, ranges: list[tuple[int, int]]) -> None:
+        self.ranges = merge(ranges)
+        self.changed = trio.Event()
+
+    def add(self, start: int, end: int) -> None:
+        self.ranges = merge([*self.ranges, (start, end)])
+        self.changed.set()
+        self.changed = trio.Event()
+
+    def ready_from(self, pos: int) -> int:
+        """Where the run of final bytes that holds ``pos`` ends (``pos``: none does)."""
+        for start, end in self.ranges:
+            if start <= pos < end:
+                return end
+        return pos
+
+
+async def _hash_in_order(digest: localfile.Digest, fd: int, size: int, frontier: Frontier
+                         ) -> None:
+    """Hash the file from 0 to ``size`` as its bytes become final: the zero runs at once
+    (holes read fast), each block once it has landed. What is left when the transfer ends
+    is the ``verify`` stage."""
+    pos = 0
+    while pos < size:
+        ready = frontier.ready_from(pos)
+        if ready == pos:
+            await frontier.changed.wait()
+            continue
+        end = min(ready, pos + HASH_STEP)
+        await trio.to_thread.run_sync(digest.update_from, fd, pos, end)
+        pos = end
 
 
 async def _get_block(api: ImageAPI, image_id: str, fd: int, start: int, end: int,

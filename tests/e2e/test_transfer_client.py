@@ -82,6 +82,11 @@ def test_download_is_byte_identical_sparse_and_verified(server: ServerProcess,
     assert stats["zero_bytes_skipped"] == 11 * MiB
     assert any(e["event"] == "verified" for e in events)
     assert not (tmp_path / "disk.img.transfer").exists()
+    with open(dest, "r+b") as f:  # one byte changed: verification fails, exit code 4
+        f.seek(5 * MiB)
+        f.write(b"\x01")
+    _, events = transfer(server, "verify", image_id, str(dest), check=4)
+    assert "sha512" in events[-1]["message"]
 
 
 def test_download_resumes_after_kill_9(server: ServerProcess, tmp_path: Path) -> None:
