@@ -28,7 +28,7 @@ def _workers(srv: ServerProcess) -> list[psutil.Process]:
 
 
 def _create(srv: ServerProcess, name: str) -> str:
-    # a new connection per request: SO_REUSEPORT spreads connections, not requests
+    # a new connection per request: the processes share out connections, not requests
     r = httpx.post(srv.url + "/v2/images", headers=ADMIN_HEADERS,
                    json={"name": name, "disk_format": "raw", "container_format": "bare"})
     assert r.status_code == 201, r.text
