@@ -70,6 +70,12 @@ def _ref(name: str) -> Schema:
     return {"$ref": f"#/components/schemas/{name}"}
 
 
+def _body(name: str) -> Schema:
+    """A Glance schema as a request body: an object (the schemas leave ``type`` out; the
+    server refuses anything else with a 400)."""
+    return {**_ref(name), "type": "object"}
+
+
 OBJECT: Schema = {"type": "object"}
 ERRORS = {
     "4XX": {"description": "The request cannot be served as sent (see the message).",
@@ -202,7 +208,7 @@ def _images() -> dict[str, Any]:
             "get": _op("images", "list images (filters, sorts, marker pagination)",
                        {200: ("a page of images", _json(_ref("Images")))}, query=_IMAGE_QUERY),
             "post": _op("images", "create an image record (no data yet)",
-                        {201: image}, body=_ref("Image")),
+                        {201: image}, body=_body("Image")),
         },
         "/v2/images/{image_id}": {
             "get": _op("images", "show an image", {200: image}),
@@ -351,37 +357,37 @@ def _metadefs() -> dict[str, Any]:
                               _query("sort_key", "a namespace field"),
                               _query("sort_dir", "asc or desc"))),
             "post": _op("metadefs", "create a namespace (with its contents)",
-                        {201: one("the namespace")}, body=_ref("MetadefNamespace")),
+                        {201: one("the namespace")}, body=_body("MetadefNamespace")),
         },
         ns: {
             "get": _op("metadefs", "show a namespace and its contents", {200: one("it")},
                        query=(_query("resource_type", "prefix property names for it"),)),
             "put": _op("metadefs", "update a namespace", {200: one("it")},
-                       body=_ref("MetadefNamespace")),
+                       body=_body("MetadefNamespace")),
             "delete": _op("metadefs", "delete a namespace", done),
         },
         f"{ns}/properties": {
             "get": _op("metadefs", "list properties", {200: one("them")}),
             "post": _op("metadefs", "create a property", {201: one("it")},
-                        body=_ref("MetadefProperty")),
+                        body=_body("MetadefProperty")),
             "delete": _op("metadefs", "delete all properties", done),
         },
         f"{ns}/properties/{{prop}}": {
             "get": _op("metadefs", "show a property", {200: one("it")}),
             "put": _op("metadefs", "update a property", {200: one("it")},
-                       body=_ref("MetadefProperty")),
+                       body=_body("MetadefProperty")),
             "delete": _op("metadefs", "delete a property", done),
         },
         f"{ns}/objects": {
             "get": _op("metadefs", "list objects", {200: one("them")}),
             "post": _op("metadefs", "create an object", {201: one("it")},
-                        body=_ref("MetadefObject")),
+                        body=_body("MetadefObject")),
             "delete": _op("metadefs", "delete all objects", done),
         },
         f"{ns}/objects/{{obj}}": {
             "get": _op("metadefs", "show an object", {200: one("it")}),
             "put": _op("metadefs", "update an object", {200: one("it")},
-                       body=_ref("MetadefObject")),
+                       body=_body("MetadefObject")),
             "delete": _op("metadefs", "delete an object", done),
         },
         f"{ns}/tags": {
@@ -395,7 +401,7 @@ def _metadefs() -> dict[str, Any]:
         f"{ns}/tags/{{tag}}": {
             "get": _op("metadefs", "show a tag", {200: one("it")}),
             "post": _op("metadefs", "create a tag", {201: one("it")}),
-            "put": _op("metadefs", "rename a tag", {200: one("it")}, body=_ref("MetadefTag")),
+            "put": _op("metadefs", "rename a tag", {200: one("it")}, body=_body("MetadefTag")),
             "delete": _op("metadefs", "delete a tag", done),
         },
         f"{ns}/resource_types": {
@@ -427,15 +433,79 @@ def _service() -> dict[str, Any]:
 
 
 _PARAM = re.compile(r"{(\w+)}")
+_WORD = re.compile(r"\W+")
+
+# What a created resource is next used for: (the operation that creates it, its status, the
+# path parameters its answer fills, the operations they are filled in). OpenAPI links: a client
+# (or a stateful fuzzer) follows them from the answer.
+_IMAGE = "/v2/images/{image_id}"
+_NS = "/v2/metadefs/namespaces/{namespace}"
+_IN_NAMESPACE = "$request.path.namespace"
+_LINKS: tuple[tuple[str, str, dict[str, str], tuple[str, ...]], ...] = (
+    ("post /v2/images", "201", {"image_id": "$response.body#/id"}, (
+        f"get {_IMAGE}", f"patch {_IMAGE}", f"delete {_IMAGE}", f"put {_IMAGE}/file",
+        f"get {_IMAGE}/file", f"head {_IMAGE}/file", f"put {_IMAGE}/stage",
+        f"head {_IMAGE}/stage", f"post {_IMAGE}/import", f"put {_IMAGE}/tags/{{tag}}",
+        f"delete {_IMAGE}/tags/{{tag}}", f"get {_IMAGE}/members", f"post {_IMAGE}/members",
+        f"get {_IMAGE}/tasks", f"get {_IMAGE}/locations", f"get {_IMAGE}/extents",
+        f"post {_IMAGE}/actions/deactivate", f"post {_IMAGE}/actions/reactivate",
+        "put /v2/cache/{image_id}", "delete /v2/cache/{image_id}")),
+    (f"post {_IMAGE}/members", "200", {"image_id": "$request.path.image_id",
+                                       "member_id": "$response.body#/member_id"}, (
+        f"get {_IMAGE}/members/{{member_id}}", f"put {_IMAGE}/members/{{member_id}}",
+        f"delete {_IMAGE}/members/{{member_id}}")),
+    ("post /v2/metadefs/namespaces", "201", {"namespace": "$response.body#/namespace"}, (
+        f"get {_NS}", f"put {_NS}", f"delete {_NS}", f"get {_NS}/objects",
+        f"post {_NS}/objects", f"delete {_NS}/objects", f"get {_NS}/properties",
+        f"post {_NS}/properties", f"delete {_NS}/properties", f"get {_NS}/tags",
+        f"post {_NS}/tags", f"delete {_NS}/tags", f"post {_NS}/tags/{{tag}}",
+        f"get {_NS}/resource_types", f"post {_NS}/resource_types")),
+    (f"post {_NS}/objects", "201", {"namespace": _IN_NAMESPACE, "obj": "$response.body#/name"},
+     (f"get {_NS}/objects/{{obj}}", f"put {_NS}/objects/{{obj}}",
+      f"delete {_NS}/objects/{{obj}}")),
+    (f"post {_NS}/properties", "201", {"namespace": _IN_NAMESPACE,
+                                       "prop": "$response.body#/name"},
+     (f"get {_NS}/properties/{{prop}}", f"put {_NS}/properties/{{prop}}",
+      f"delete {_NS}/properties/{{prop}}")),
+    (f"post {_NS}/tags/{{tag}}", "201", {"namespace": _IN_NAMESPACE,
+                                         "tag": "$response.body#/name"},
+     (f"get {_NS}/tags/{{tag}}", f"put {_NS}/tags/{{tag}}", f"delete {_NS}/tags/{{tag}}")),
+    (f"post {_NS}/resource_types", "201", {"namespace": _IN_NAMESPACE,
+                                           "resource_type": "$response.body#/name"},
+     (f"delete {_NS}/resource_types/{{resource_type}}",)),
+    ("post /v2/tasks", "201", {"task_id": "$response.body#/id"}, ("get /v2/tasks/{task_id}",)),
+)
 
 
-def _with_path_parameters(paths: dict[str, Any]) -> dict[str, Any]:
+def operation_id(method: str, path: str) -> str:
+    """``get /v2/images/{image_id}`` -> ``get_v2_images_image_id`` (``get_v2_slash`` for
+    ``/v2/``, ``get`` for ``/``)."""
+    slash = "_slash" if path.endswith("/") and path != "/" else ""
+    return _WORD.sub("_", f"{method} {path}").strip("_") + slash
+
+
+def _described(paths: dict[str, Any]) -> dict[str, Any]:
+    """Path parameters, operation ids and links added to ``paths``."""
     for path, item in paths.items():
         names = _PARAM.findall(path)
+        for method, operation in item.items():
+            operation["operationId"] = operation_id(method, path)
         if names:
             item["parameters"] = [{"name": n, "in": "path", "required": True,
                                    "schema": {"type": "string", "minLength": 1}}
                                   for n in names]
+    for source, status, parameters, targets in _LINKS:
+        method, path = source.split(" ")
+        response = paths[path][method]["responses"][status]
+        links = {}
+        for target in targets:
+            target_method, target_path = target.split(" ")
+            assert target_method in paths[target_path], target  # a link to what exists
+            target_id = operation_id(target_method, target_path)
+            links[target_id] = {"operationId": target_id, "parameters": {
+                name: value for name, value in parameters.items()
+                if f"{{{name}}}" in target_path}}
+        response["links"] = links
     return paths
 
 
@@ -458,7 +528,7 @@ def document() -> dict[str, Any]:
         },
         "servers": [{"url": "/"}],
         "security": [{}, {"token": []}],
-        "paths": _with_path_parameters(paths),
+        "paths": _described(paths),
         "components": {
             "schemas": {"Error": ERROR_SCHEMA,
                         **{name: _embedded(name, schema)
