@@ -13,6 +13,7 @@ import ctypes
 import ctypes.util
 import errno
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from streamd.units import MiB
@@ -80,3 +81,15 @@ def punch_hole(fd: int, offset: int, length: int) -> None:
     while offset < end:
         n = os.pwrite(fd, memoryview(_ZEROS)[:min(len(_ZEROS), end - offset)], offset)
         offset += n
+
+
+def merge(ranges: Iterable[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Sort ``[start, end)`` ranges and join those that overlap or touch (what a stage or a
+    partial download holds, however its parts arrived)."""
+    merged: list[tuple[int, int]] = []
+    for start, end in sorted(ranges):
+        if merged and start <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], end))
+        else:
+            merged.append((start, end))
+    return merged

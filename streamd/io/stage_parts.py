@@ -30,7 +30,7 @@ from streamd.io import posix
 from streamd.io.errors import ObjectNotFound
 from streamd.io.pipeline import ByteSource
 from streamd.io.stores.base import check_key
-from streamd.sparse import punch_hole
+from streamd.sparse import merge, punch_hole
 
 PARTS_DIR = ".parts"  # a dot name: the sequential stage's scans pass over it
 
@@ -67,17 +67,6 @@ class PartsState:
         if pos < self.total:
             gaps.append((pos, self.total))
         return gaps
-
-
-def merge(ranges: list[tuple[int, int]]) -> tuple[tuple[int, int], ...]:
-    """Sort and join overlapping or touching ranges."""
-    merged: list[tuple[int, int]] = []
-    for start, end in sorted(ranges):
-        if merged and start <= merged[-1][1]:
-            merged[-1] = (merged[-1][0], max(merged[-1][1], end))
-        else:
-            merged.append((start, end))
-    return tuple(merged)
 
 
 def format_ranges(ranges: tuple[tuple[int, int], ...]) -> str:
@@ -260,4 +249,4 @@ def _state(folder: Path) -> PartsState | None:
         start, _, end = name.partition("-")
         if start.isdigit() and end.isdigit():
             ranges.append((int(start), int(end)))
-    return PartsState(total=total, ranges=merge(ranges), modified=modified)
+    return PartsState(total=total, ranges=tuple(merge(ranges)), modified=modified)

@@ -73,7 +73,7 @@ async def open_download(
             if cached is not None:
                 yield Download(file=None, chunks=cached)
                 return
-        opened = await _open_local(rt, record, offset + length) if zero_copy else None
+        opened = await open_local(rt, record, offset + length) if zero_copy else None
         if opened is not None:
             with opened:
                 yield Download(file=opened, chunks=None)
@@ -83,7 +83,7 @@ async def open_download(
             yield Download(file=None, chunks=reader)
 
 
-async def _open_local(rt: Runtime, record: ImageRecord, end: int) -> OpenFile | None:
+async def open_local(rt: Runtime, record: ImageRecord, end: int) -> OpenFile | None:
     """The image's first copy opened as a local file holding at least ``end`` bytes, or
     None (not a local-file store, missing, failing, short: the chunk path decides what
     to answer, or which copy to read instead)."""
@@ -94,7 +94,7 @@ async def _open_local(rt: Runtime, record: ImageRecord, end: int) -> OpenFile | 
     try:
         opened = await store.open_file(copy.location)
     except (StoreError, ObjectNotFound) as exc:
-        log.warning("READ image=%s store=%s could not be opened for sendfile (%s)",
+        log.warning("READ image=%s store=%s could not be opened as a local file (%s)",
                     record.id, copy.store, exc)
         return None
     if opened.size < end:

@@ -17,8 +17,7 @@ import trio
 
 from streamd.context import RequestContext
 from streamd.errors import Conflict
-from streamd.io import ObjectNotFound, StoreError, has_local_files
-from streamd.service.downloads import image_for_download
+from streamd.service.downloads import image_for_download, open_local
 from streamd.service.runtime import Runtime
 from streamd.service.stage_parts import ensure_enabled
 from streamd.sparse import Extent, extents
@@ -44,19 +43,10 @@ async def image_extents(rt: Runtime, ctx: RequestContext, image_id: str) -> Imag
         raise Conflict(f"Image {image_id} has no data (status {record.status}): no extents.")
     size = record.size
     whole = ImageExtents(size, [Extent(0, size, zero=False)] if size else [], False)
-    copy = record.locations[0]
-    store = rt.stores.holding(copy.store)
-    if not has_local_files(store):
-        return whole
-    try:
-        opened = await store.open_file(copy.location)
-    except (StoreError, ObjectNotFound) as exc:
-        log.warning("EXTENTS image=%s store=%s could not be opened (%s)", image_id, copy.store,
-                    exc)
+    opened = await open_local(rt, record, size)
+    if opened is None:  # not a local file (or not readable as one): one data run
         return whole
     with opened:
-        if opened.size < size:
-            return whole
         runs = await trio.to_thread.run_sync(extents, opened.fileno(), size,
                                              limiter=rt.io_limiter)
     return ImageExtents(size, runs, True)

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from streamd.sparse import Extent, extents, punch_hole
+from streamd.sparse import Extent, extents, merge, punch_hole
 
 MiB = 1024 * 1024
 HASH_READ = 4 * MiB  # one read of the digest pass; large enough that syscalls do not show
@@ -145,14 +145,6 @@ class ResumeRecord:
         os.replace(temp, self.path)
 
 
-def merge(ranges: Iterable[tuple[int, int]]) -> list[tuple[int, int]]:
-    merged: list[tuple[int, int]] = []
-    for start, end in sorted(ranges):
-        if merged and start <= merged[-1][1]:
-            merged[-1] = (merged[-1][0], max(merged[-1][1], end))
-        else:
-            merged.append((start, end))
-    return merged
 
 
 def subtract(start: int, end: int, done: list[tuple[int, int]]) -> list[tuple[int, int]]:
