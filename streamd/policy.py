@@ -11,6 +11,8 @@ The rules are Glance's defaults:
   image, so the ids of private images do not leak.
 - **Write** (create, change, share, answer an offer): Glance 33's secure RBAC — a caller
   needs the ``member`` (or ``admin``) role; a ``reader`` reads (403 otherwise).
+  Downloading data counts as writing here: Glance 33's ``download_image`` rule needs
+  ``member`` too, so a reader sees an image but gets 403 for its data (asked of Glance 33).
   ``enforce_secure_rbac = false`` restores the legacy rules, where any role writes.
 - **Change** (update, delete, tag, upload): the owner and admins; anyone else who can see
   the image gets 403. Publishing (``public``) is for admins only; an owner may make its image
@@ -86,6 +88,12 @@ def ensure_writer(ctx: RequestContext, action: str) -> None:
         raise Forbidden(f"You are not authorized to {action}: it needs the member role (your "
                         f"roles: {roles}). As in Glance 33, a reader reads and a member "
                         "writes (enforce_secure_rbac).")
+
+
+def ensure_may_download(ctx: RequestContext, image: ImageRecord) -> None:
+    """403 for a caller who sees ``image`` but holds no role that writes (see ``may_write``):
+    Glance 33's ``download_image`` rule asks for ``member``, not ``reader``."""
+    ensure_writer(ctx, f"download the data of image {image.id}")
 
 
 def ensure_modifiable(ctx: RequestContext, image: ImageRecord, action: str) -> None:

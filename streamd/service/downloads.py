@@ -16,6 +16,7 @@ import dataclasses
 import logging
 from collections.abc import AsyncIterator
 
+from streamd import policy
 from streamd.context import RequestContext
 from streamd.errors import Forbidden
 from streamd.io import ObjectNotFound, OpenFile, StoreError, has_local_files
@@ -30,6 +31,7 @@ log = logging.getLogger(__name__)
 async def image_for_download(rt: Runtime, ctx: RequestContext, image_id: str) -> ImageRecord:
     """The image whose data ``ctx`` wants; its ``location`` is None when it has no data."""
     record = await visible_image(rt, ctx, image_id)  # members of a shared image see it too
+    policy.ensure_may_download(ctx, record)
     if record.status == "deactivated" and not ctx.is_admin:
         raise Forbidden(
             "The requested image has been deactivated. Image data download is forbidden."

@@ -2,8 +2,9 @@
 
 Asked of Glance 33 (keystone-less, trusting X-Roles): with only ``reader`` a project may list,
 show and read member lists, but creating (403 add_image), changing, tagging, deleting,
-uploading, staging, adding members and answering an offer are all 403; so are callers with
-other roles only. ``enforce_secure_rbac = false`` restores the legacy rules.
+uploading, staging, downloading (download_image), adding members and answering an offer are
+all 403; so are callers with other roles only. ``enforce_secure_rbac = false`` restores the
+legacy rules.
 """
 
 from __future__ import annotations
@@ -85,10 +86,46 @@ def test_a_reader_reads(server: ServerProcess) -> None:
                          headers=headers).status_code == 200
 
 
+def _image_with_data(url: str, visibility: str) -> str:
+    r = httpx.post(url + "/v2/images", headers=OWNER, json={
+        "name": f"rbac-data-{uuid.uuid4().hex[:8]}", "visibility": visibility,
+        "disk_format": "raw", "container_format": "bare"})
+    assert r.status_code == 201, r.text
+    image_id = r.json()["id"]
+    r = httpx.put(f"{url}/v2/images/{image_id}/file", content=b"hello",
+                  headers={**OWNER, **OCTET})
+    assert r.status_code == 204, r.text
+    return image_id
+
+
+def test_a_reader_may_not_download(server: ServerProcess) -> None:
+    """Asked of Glance 33: with only ``reader``, GET .../file is 403 (download_image) for the
+    project's own image and for a community one; an image it may not see stays 404."""
+    own = _image_with_data(server.url, "private")
+    community = _image_with_data(server.url, "community")
+    for image_id, headers in ((own, OWNER_READER), (community, OWNER_READER),
+                              (community, GUEST_READER)):
+        url = f"{server.url}/v2/images/{image_id}/file"
+        assert httpx.get(f"{server.url}/v2/images/{image_id}",
+                         headers=headers).status_code == 200
+        for extra in ({}, {"Range": "bytes=0-1"}):
+            r = httpx.get(url, headers={**headers, **extra})
+            assert r.status_code == 403, r.text
+            assert "member role" in error_of(r)["message"]
+    r = httpx.get(f"{server.url}/v2/images/{own}/file", headers=GUEST_READER)
+    assert r.status_code == 404, r.text
+    for image_id in (own, community):  # a member downloads
+        r = httpx.get(f"{server.url}/v2/images/{image_id}/file", headers=OWNER)
+        assert (r.status_code, r.content) == (200, b"hello")
+
+
 def test_the_legacy_rules_behind_a_setting(make_server) -> None:  # noqa: ANN001
     srv = make_server(env={"STREAMD_ENFORCE_SECURE_RBAC": "false"})
     image_id = _shared_image(srv.url)
     for write in ("create", "update", "tag", "answer-offer"):
         r = WRITES[write](srv.url, image_id)
         assert r.status_code < 300, (write, r.text)
+    data = _image_with_data(srv.url, "private")
+    r = httpx.get(f"{srv.url}/v2/images/{data}/file", headers=OWNER_READER)
+    assert (r.status_code, r.content) == (200, b"hello")
     assert "enforce_secure_rbac = false" in srv.log()
