@@ -62,8 +62,12 @@ async def run_stage_reaper(rt: Runtime, *, clock: Callable[[], float] = time.tim
     """Reap stale stages every ``reap_interval`` seconds until cancelled; a failed pass is
     logged and tried again at the next one, it does not stop the server."""
     interval = reap_interval(rt)
+    # passes start on a fixed cadence: the next one is due ``interval`` after this one
+    # started, however long this one took (a slow pass does not push the next one back)
+    due = trio.current_time() + interval
     while True:
-        await trio.sleep(interval)
+        await trio.sleep_until(due)
+        due = trio.current_time() + interval
         try:
             await reap_stale_stages(rt, now=clock())
         except Exception:
