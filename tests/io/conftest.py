@@ -127,8 +127,15 @@ REMOTE_STORES: dict[str, Callable[[pytest.FixtureRequest], StoreUnderTest]] = {
 }
 
 
-@pytest.fixture(params=sorted(STORES) + sorted(REMOTE_STORES))
-async def sut(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[StoreUnderTest]:
+# the stores each capability's own conformance test runs on, so that no test is collected
+# only to be skipped; test_declares_capabilities checks this table against what each store
+# declares (and whether its fetches can be counted)
+LINKING = ["file"]  # hard_links
+COUNTED_RANGES = ["file", "s3-on-moto", "s3-on-swift", "swift", "throttled-file"]
+
+
+async def _open(request: pytest.FixtureRequest, tmp_path: Path
+                ) -> AsyncIterator[StoreUnderTest]:
     if request.param in STORES:
         under_test = STORES[request.param](tmp_path)
     else:
@@ -137,3 +144,23 @@ async def sut(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[S
         yield under_test
     finally:
         await under_test.store.aclose()
+
+
+@pytest.fixture(params=sorted(STORES) + sorted(REMOTE_STORES))
+async def sut(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[StoreUnderTest]:
+    async for under_test in _open(request, tmp_path):
+        yield under_test
+
+
+@pytest.fixture(params=LINKING)
+async def linking_sut(request: pytest.FixtureRequest, tmp_path: Path
+                      ) -> AsyncIterator[StoreUnderTest]:
+    async for under_test in _open(request, tmp_path):
+        yield under_test
+
+
+@pytest.fixture(params=COUNTED_RANGES)
+async def counted_sut(request: pytest.FixtureRequest, tmp_path: Path
+                      ) -> AsyncIterator[StoreUnderTest]:
+    async for under_test in _open(request, tmp_path):
+        yield under_test
