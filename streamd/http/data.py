@@ -27,6 +27,7 @@ and is sent as is. Each download logs one ``DOWNLOAD`` line saying which way it 
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import re
@@ -161,16 +162,21 @@ async def _send_file(
     file.will_need(position, min(window, length))
     async with trio.open_nursery() as nursery:
         nursery.start_soon(_cancel_on_disconnect, receive, nursery.cancel_scope)
-        while end - position > window:
-            file.will_need(position + window, min(window, end - position - window))
-            await response.sendfile(file, position, window, more=True)
-            position += window
+        # OSError: the server found the client gone before its http.disconnect came here
+        with contextlib.suppress(OSError):
+            while end - position > window:
+                file.will_need(position + window, min(window, end - position - window))
+                await response.sendfile(file, position, window, more=True)
+                position += window
         nursery.cancel_scope.cancel()
     if end - position > window:
         return position - offset  # the client went away
     # the last window ends the response, outside the watch: a client that has it all may
     # go away before the call returns, and that is no reason to count it short
-    await response.sendfile(file, position, end - position, more=False)
+    try:
+        await response.sendfile(file, position, end - position, more=False)
+    except OSError:
+        return position - offset
     return length
 
 
