@@ -391,6 +391,10 @@ class ImageCache:
                     await self.calls.io("write", posix.truncate_and_sync, fd, fill.size)
                     os.close(fd)
                     fd = -1
+                    # a cancel (cache cleared, image deleted) that came while the last
+                    # write or the sync ran in its thread is seen here, before the rename:
+                    # nothing awaits between this checkpoint and the shield
+                    await trio.lowlevel.checkpoint()
                     with trio.CancelScope(shield=True):  # once renamed, it is recorded
                         await self.calls.io("write", posix.publish, fill.path,
                                             self.root / fill.image_id)
@@ -402,7 +406,8 @@ class ImageCache:
                         result = "complete"
                         if fill.image_id in self.queued:
                             self.queued.remove(fill.image_id)
-                        del self.fills[fill.image_id]
+                        if self.fills.get(fill.image_id) is fill:
+                            del self.fills[fill.image_id]
                         fill._notify()
                         await self.save()
         except Exception as exc:

@@ -410,3 +410,41 @@ async def test_prefetcher_and_cleaner_on_a_mock_clock(
         assert stalled.id not in c.fills
         await eventually(lambda: not temp.exists())
         assert stalled.id not in c.entries and queued.id in c.entries
+
+
+async def test_a_fill_cleared_while_it_syncs_is_not_published(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``DELETE /v2/cache`` while a fill has every byte and is syncing its file (in a
+    thread): the fill is cancelled, not published; the cache stays empty (glanceclient's
+    cache test saw the entry come back after ``cache.clear("both")``)."""
+    import threading
+
+    from streamd.io import posix
+
+    syncing, release = threading.Event(), threading.Event()
+    real_sync = posix.truncate_and_sync
+
+    def held_sync(fd: int, size: int) -> None:
+        syncing.set()
+        release.wait(10)
+        real_sync(fd, size)
+
+    monkeypatch.setattr(posix, "truncate_and_sync", held_sync)
+    data = random.Random(9).randbytes(SIZE)
+    async with runtime(tmp_path, MemoryStore("mem")) as rt, periodic.periodic_jobs(rt):
+        assert rt.cache is not None
+        record = await new_image(rt, data)
+        c = rt.cache.cache
+        c.queue(record.id)
+        rt.cache.wake_prefetcher()  # as PUT /v2/cache/{id}
+        assert await trio.to_thread.run_sync(syncing.wait, 10)
+        fill = c.fills[record.id]
+        assert fill.written == SIZE  # every byte in: only the sync is left
+        await c.clear(entries=True, queue=True)
+        release.set()
+        await fill.done.wait()
+        assert c.entries == {} and c.queued == [] and c.fills == {}
+        assert sorted(p.name for p in c.root.iterdir() if p.name != INDEX
+                      and not p.name.startswith(".")) == []
+        assert await read(rt, record) == data  # from the store, and cached anew
