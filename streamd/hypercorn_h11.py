@@ -11,9 +11,10 @@ extension the way anycorn does: the HTTP/1.1 protocol offers it in the scope of 
 plaintext request and turns a ``zerocopysend`` message into h11 framing plus a ``SendFile``
 event (h11's ``send_with_data_passthrough`` keeps the Content-Length accounting, or writes
 the chunk size, for a placeholder that only has a length, and hands the placeholder back
-unread); the trio TCP server fulfils ``SendFile`` with ``os.sendfile`` on its socket,
-waiting for writability when the socket buffer is full (trio's ``send_all`` returns only
-once everything it was given is in the kernel, so the headers are on the wire first). TLS
+unread); the trio TCP server fulfils ``SendFile`` with ``os.sendfile`` on its socket, in a
+worker thread that waits for room in the socket buffer itself (``_sendfile``; trio's
+``send_all`` returns only once everything it was given is in the kernel, so the headers
+are on the wire first). TLS
 and HTTP/2 connections never see the extension: the app streams there. A sendfile cut short
 (client gone, task cancelled) leaves the response incomplete, so the connection is closed,
 and a ``zerocopysend`` on a connection that is gone raises ``ClientDisconnected`` (an
@@ -45,6 +46,8 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import select
+import threading
 from typing import Any
 
 import h11
@@ -283,22 +286,70 @@ class ZeroCopyTCPServer(TCPServer):
             await self.protocol.handle(Closed())
 
 
+# how long the sending thread waits for room in the socket buffer before it looks whether
+# it was asked to stop (the download cancelled): the delay of a cancel, in ms
+_POLL_MS = 100
+# threads that may be in _send_window at once, apart from trio's default limiter (which the
+# registry and the stores share): a download of a stalled client holds one until cancelled
+_SENDERS = 256
+_limiter: trio.CapacityLimiter | None = None
+
+
 async def _sendfile(sock: Any, fd: int, offset: int, count: int) -> bool:
-    """``os.sendfile`` ``count`` bytes of ``fd`` from ``offset`` to the non-blocking
-    ``sock``; False if the file ended first. Yields to other tasks between calls, so one
-    fast reader cannot hold the event loop for a whole window."""
-    out = sock.fileno()
+    """``os.sendfile`` ``count`` bytes of ``fd`` from ``offset`` to ``sock``; False if the
+    file ended first.
+
+    The loop runs in a worker thread, waiting for room in the socket buffer with ``poll``
+    there: on a non-blocking socket each ``os.sendfile`` moves only what the buffer has room
+    for, and waking the event loop for every such piece cost more than the copy it saved
+    (bench: 8 cached downloads 1906 MiB/s at 0.53 CPU-s/GiB, below streaming). A cancel
+    (client gone, shutdown) sets ``stop``, which the thread sees within ``_POLL_MS``; the
+    call is shielded until it has, so the socket and the file are never used after return.
+    """
+    global _limiter
+    if _limiter is None:
+        _limiter = trio.CapacityLimiter(_SENDERS)
+    stop = threading.Event()
+    complete = False
+    error: OSError | None = None
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(_stop_on_cancel, stop)
+        with trio.CancelScope(shield=True):
+            try:
+                complete = await trio.to_thread.run_sync(
+                    _send_window, sock.fileno(), fd, offset, count, stop, limiter=_limiter)
+            except OSError as exc:  # raised outside the nursery: not in an ExceptionGroup
+                error = exc
+        nursery.cancel_scope.cancel()
+    if error is not None:
+        raise error
+    return complete
+
+
+async def _stop_on_cancel(stop: threading.Event) -> None:
+    try:
+        await trio.sleep_forever()
+    finally:
+        stop.set()
+
+
+def _send_window(out: int, fd: int, offset: int, count: int, stop: threading.Event) -> bool:
+    """The thread's loop: True once all ``count`` bytes are in the socket, False if the file
+    ended first or ``stop`` was set; a socket error (client gone) raises."""
+    poller = select.poll()
+    poller.register(out, select.POLLOUT)
     end = offset + count
     while offset < end:
         try:
             sent = os.sendfile(out, fd, offset, end - offset)
         except BlockingIOError:
-            await trio.lowlevel.wait_writable(sock)
+            if stop.is_set():
+                return False
+            poller.poll(_POLL_MS)
             continue
         if sent == 0:
             return False
         offset += sent
-        await trio.lowlevel.checkpoint()
     return True
 
 
