@@ -292,7 +292,7 @@ _POLL_MS = 100
 # threads that may be in _send_window at once, apart from trio's default limiter (which the
 # registry and the stores share): a download of a stalled client holds one until cancelled
 _SENDERS = 256
-_limiter: trio.CapacityLimiter | None = None
+_limiter: trio.lowlevel.RunVar[trio.CapacityLimiter] = trio.lowlevel.RunVar("sendfile_limiter")
 
 
 async def _sendfile(sock: Any, fd: int, offset: int, count: int) -> bool:
@@ -306,9 +306,11 @@ async def _sendfile(sock: Any, fd: int, offset: int, count: int) -> bool:
     (client gone, shutdown) sets ``stop``, which the thread sees within ``_POLL_MS``; the
     call is shielded until it has, so the socket and the file are never used after return.
     """
-    global _limiter
-    if _limiter is None:
-        _limiter = trio.CapacityLimiter(_SENDERS)
+    try:
+        limiter = _limiter.get()
+    except LookupError:  # the first sendfile of this trio run
+        limiter = trio.CapacityLimiter(_SENDERS)
+        _limiter.set(limiter)
     stop = threading.Event()
     complete = False
     error: OSError | None = None
@@ -317,7 +319,7 @@ async def _sendfile(sock: Any, fd: int, offset: int, count: int) -> bool:
         with trio.CancelScope(shield=True):
             try:
                 complete = await trio.to_thread.run_sync(
-                    _send_window, sock.fileno(), fd, offset, count, stop, limiter=_limiter)
+                    _send_window, sock.fileno(), fd, offset, count, stop, limiter=limiter)
             except OSError as exc:  # raised outside the nursery: not in an ExceptionGroup
                 error = exc
         nursery.cancel_scope.cancel()
