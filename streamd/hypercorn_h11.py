@@ -14,15 +14,12 @@ the chunk size, for a placeholder that only has a length, and hands the placehol
 unread); the trio TCP server fulfils ``SendFile`` with ``os.sendfile`` on its socket, in a
 worker thread that waits for room in the socket buffer itself (``_sendfile``; trio's
 ``send_all`` returns only once everything it was given is in the kernel, so the headers
-are on the wire first). TLS
-and HTTP/2 connections never see the extension: the app streams there. A sendfile cut short
-(client gone, task cancelled) leaves the response incomplete, so the connection is closed,
-and a ``zerocopysend`` on a connection that is gone raises ``ClientDisconnected`` (an
-``OSError``, as ASGI 2.4 asks of ``send``): the app must not go on as if the window went
-out. It used to return quietly, so the app, which only yields in the server's send, sent
-every remaining window as a no-op before its disconnect watch could run, then ended the
-response: h11 refused (too little data for the Content-Length) and the download ended in an
-error instead of a "client gone" (tests/e2e/test_zero_copy.py, 1 run in 3 under load).
+are on the wire first). TLS and HTTP/2 connections never see the extension: the app
+streams there. A sendfile cut short (client gone, task cancelled) leaves the response
+incomplete, so the connection is closed, and a ``zerocopysend`` on a connection that is
+gone raises ``ClientDisconnected`` (an ``OSError``, as ASGI 2.4 asks of ``send``): an app
+that yields only in the server's send would otherwise go through its remaining windows as
+no-ops and end a response shorter than its Content-Length.
 
 Errors. hypercorn answers a request h11 cannot parse (bad request line 400, headers too
 large 431, an unknown transfer coding 501) with an empty body; here it gets the JSON

@@ -38,6 +38,7 @@ from streamd.io import OpenFile
 from streamd.io.cache import Fill, FillStopped
 from streamd.registry import ImageRecord
 from streamd.service.access import visible_image
+from streamd.service.cadence import every
 from streamd.service.node_cache import HITS, MISSES, SERVED, STORE_READ, NodeCache
 from streamd.service.runtime import Runtime
 from streamd.units import MiB
@@ -317,24 +318,13 @@ async def prefetch(rt: Runtime, read: CopiesReader) -> int:
 
 async def run_cleaner(rt: Runtime) -> None:
     """``clean`` every ``cache_clean_interval`` seconds until cancelled."""
-    interval = rt.settings.cache_clean_interval
-    while True:
-        await trio.sleep(interval)
-        try:
-            await clean(rt)
-        except Exception:
-            log.exception("cache cleaner pass failed; next try in %gs", interval)
+    await every(rt.settings.cache_clean_interval, functools.partial(clean, rt),
+                "cache cleaner pass")
 
 
 async def run_pruner(rt: Runtime) -> None:
     """``prune`` (and save the hit counts) every ``cache_prune_interval`` seconds."""
-    interval = rt.settings.cache_prune_interval
-    while True:
-        await trio.sleep(interval)
-        try:
-            await prune(rt)
-        except Exception:
-            log.exception("cache pruner pass failed; next try in %gs", interval)
+    await every(rt.settings.cache_prune_interval, functools.partial(prune, rt), "cache pruner pass")
 
 
 async def run_prefetcher(rt: Runtime, read: CopiesReader) -> None:

@@ -10,13 +10,12 @@ exit, cancels them and waits until they have finished; entered inside ``open_run
 block, it guarantees that no job still uses the registry when its engine is disposed.
 
 Time is injected: ``clock`` is the wall clock that file times are compared with, and the
-waits are ``trio.sleep``, so tests drive both with trio's ``MockClock``.
+waits are trio's (``streamd.service.cadence``), so tests drive both with trio's ``MockClock``.
 """
 
 from __future__ import annotations
 
 import functools
-import logging
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -24,11 +23,10 @@ from contextlib import asynccontextmanager
 import trio
 
 from streamd.service import cache, downloads
+from streamd.service.cadence import every
 from streamd.service.repair import repair
 from streamd.service.runtime import Runtime
 from streamd.service.staging import reap_stale_stages
-
-log = logging.getLogger(__name__)
 
 # seconds between passes of the reaper at most: a stage outlives stage_max_age by at most
 # this much, and a pass costs one directory scan
@@ -61,26 +59,11 @@ def reap_interval(rt: Runtime) -> float:
 async def run_stage_reaper(rt: Runtime, *, clock: Callable[[], float] = time.time) -> None:
     """Reap stale stages every ``reap_interval`` seconds until cancelled; a failed pass is
     logged and tried again at the next one, it does not stop the server."""
-    interval = reap_interval(rt)
-    # passes start on a fixed cadence: the next one is due ``interval`` after this one
-    # started, however long this one took (a slow pass does not push the next one back)
-    due = trio.current_time() + interval
-    while True:
-        await trio.sleep_until(due)
-        due = trio.current_time() + interval
-        try:
-            await reap_stale_stages(rt, now=clock())
-        except Exception:
-            log.exception("reaping stale stages failed; next try in %gs", interval)
+    await every(reap_interval(rt), lambda: reap_stale_stages(rt, now=clock()),
+                "reaping stale stages")
 
 
 async def run_repair(rt: Runtime) -> None:
     """Repair every ``repair_interval`` seconds until cancelled; a failed pass is logged and
     tried again at the next one."""
-    interval = rt.settings.repair_interval
-    while True:
-        await trio.sleep(interval)
-        try:
-            await repair(rt, startup=False)
-        except Exception:
-            log.exception("repair pass failed; next try in %gs", interval)
+    await every(rt.settings.repair_interval, lambda: repair(rt, startup=False), "repair pass")
