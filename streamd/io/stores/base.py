@@ -158,6 +158,7 @@ class OpenFile:
     def __init__(self, fd: int, size: int) -> None:
         self._fd = fd
         self.size = size
+        self._probe = bytearray(1)  # will_need's page-cache probe reads into it
 
     def fileno(self) -> int:
         if self._fd < 0:
@@ -167,10 +168,20 @@ class OpenFile:
     def will_need(self, offset: int, length: int) -> None:
         """Start reading ``[offset, offset + length)`` into the page cache, without waiting
         for it (``POSIX_FADV_WILLNEED``): the next window of a ``sendfile`` is read from disk
-        while this one goes out. A hint only; a file system that ignores it costs nothing."""
-        if length > 0:
-            with contextlib.suppress(OSError):
-                os.posix_fadvise(self.fileno(), offset, length, os.POSIX_FADV_WILLNEED)
+        while this one goes out. A hint only; a file system that ignores it costs nothing.
+
+        Skipped when the range's last byte is already in the page cache (a one-byte
+        ``RWF_NOWAIT`` read says so without touching the disk): the kernel walks every page
+        of the range even when all are cached, which in a boot storm (every window cached)
+        cost the event loop ~0.6 ms per 8 MiB window, a tenth of a CPU-second per GiB."""
+        if length <= 0:
+            return
+        fd = self.fileno()
+        with contextlib.suppress(OSError):  # not cached, or RWF_NOWAIT not supported here
+            if os.preadv(fd, [self._probe], offset + length - 1, os.RWF_NOWAIT) == 1:
+                return
+        with contextlib.suppress(OSError):
+            os.posix_fadvise(fd, offset, length, os.POSIX_FADV_WILLNEED)
 
     def close(self) -> None:
         """Never blocks (a local file); safe to call twice, and while cancelled."""
