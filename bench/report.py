@@ -30,12 +30,13 @@ TARGET_ORDER = [STREAMD, XXH3, WORKERS, GLANCE, STATIC]
 COLORS = {STREAMD: "#1f77b4", XXH3: "#17becf", WORKERS: "#2ca02c", GLANCE: "#d62728",
           STATIC: "#7f7f7f", SWIFT: "#8c564b", STREAMD_SWIFT: "#1f77b4", STREAMD_S3: "#9467bd",
           GLANCE_SWIFT: "#d62728"}
-COST_SUFFIXES = (".server_rss", ".server_cpu", ".client_cpu", ".server_cpu_ms", ".latency")
+COST_SUFFIXES = (".server_rss", ".server_cpu", ".client_cpu", ".machine_cpu", ".server_cpu_ms",
+                 ".latency")
 
 
 def _is_cost(name: str) -> bool:
     """Server/client cost, latency, or (Swift group) what Swift and the machine spent."""
-    return (name.endswith((*COST_SUFFIXES, ".machine_cpu", ".swift_proxy_cpu",
+    return (name.endswith((*COST_SUFFIXES, ".swift_proxy_cpu",
                            ".swift_object_cpu")))
 
 

@@ -6,6 +6,12 @@ small (``INTERVAL``). CPU seconds are user + system time of every process seen i
 including those that exited during the window (their last sample counts; what they used
 after it is lost, so this fits long-lived servers, not a tree of short-lived commands —
 the harness measures its own CPU, curl included, with ``resource.getrusage`` instead).
+
+A window also counts the whole machine's busy CPU (``machine_cpu``). On loopback a server's
+own CPU is no measure of the work a transfer costs: the receiver's TCP processing runs in the
+softirq of whichever process pushes the segments, so a server that sleeps in a blocking
+``sendfile`` (the static server) hands much of it to the client, and one that polls keeps
+it (bench/results/README.md, bench-20261203-122342).
 """
 
 from __future__ import annotations
@@ -29,10 +35,17 @@ class Window:
     peak_rss: int = 0  # bytes, highest sum over the tree in any sample
     cpu_seconds: float = 0.0  # user + system over the tree
     seconds: float = 0.0  # wall time
+    machine_cpu_seconds: float = 0.0  # every process on the machine, see machine_cpu()
 
     @property
     def peak_rss_mib(self) -> float:
         return self.peak_rss / MiB
+
+
+def machine_cpu() -> float:
+    """CPU seconds the whole machine has spent so far: all CPU time but idle and iowait."""
+    t = psutil.cpu_times()
+    return sum(t) - t.idle - getattr(t, "iowait", 0.0)
 
 
 class TreeSampler:
@@ -99,6 +112,7 @@ class TreeSampler:
             self._peak = 0
         self.sample()
         cpu0 = self._cpu_total()
+        machine0 = machine_cpu()
         t0 = time.perf_counter()
         w = Window()
         try:
@@ -107,5 +121,6 @@ class TreeSampler:
             self.sample()
             w.seconds = time.perf_counter() - t0
             w.cpu_seconds = self._cpu_total() - cpu0
+            w.machine_cpu_seconds = machine_cpu() - machine0
             with self._lock:
                 w.peak_rss = self._peak

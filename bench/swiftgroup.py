@@ -61,6 +61,7 @@ from bench.imageapi import ApiError
 from bench.inputs import Input
 from bench.keystonebridge import KeystoneBridge
 from bench.loadclient import BodyTooLarge, HttpClient, HttpError, gather_all, runner
+from bench.sampler import machine_cpu
 from bench.swiftlog import SwiftAccessLog
 from bench.swiftserver import SWIFT_KEY, SWIFT_USER, SwiftServer, free_port
 from bench.targets import StreamdServer, Target
@@ -97,8 +98,7 @@ class SwiftCpu:
     def snapshot(self) -> dict[str, float]:
         """CPU seconds so far of each Swift process (and its children), and ``machine``: of
         every process on the machine (all CPU time but idle and iowait)."""
-        t = psutil.cpu_times()
-        out: dict[str, float] = {"machine": sum(t) - t.idle - getattr(t, "iowait", 0.0)}
+        out: dict[str, float] = {"machine": machine_cpu()}
         for name, pid in self.swift.pids().items():
             try:
                 root = psutil.Process(pid)

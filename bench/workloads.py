@@ -115,6 +115,8 @@ class TargetRun:
         if self.sampled:
             self._add(f"{name}.server_rss", "MiB", cost.server.peak_rss_mib)
             self._add(f"{name}.server_cpu", "cpu s/GiB", cost.server.cpu_seconds / gib)
+            self._add(f"{name}.machine_cpu", "cpu s/GiB", cost.server.machine_cpu_seconds / gib,
+                      "every process on the machine, server and client included")
         self._add(f"{name}.client_cpu", "cpu s/GiB", cost.client_cpu / gib)
 
     def _guarded(self, what: str, fn: Any, *args: Any) -> None:

@@ -63,6 +63,10 @@ def test_quick_run_end_to_end(tmp_path: Path) -> None:
                  "meta.show.c8", "meta.list.limit25", "meta.list.limit1000"):
         assert streamd[name]["median"] > 0, name
     assert streamd["upload.random.c8.server_rss"]["median"] > 0
+    # the whole machine's CPU per GiB beside the server's own (loopback charges TCP work to
+    # whoever pushes the segments: bench/sampler.py)
+    assert streamd["download.random.c8.machine_cpu"]["median"] > 0
+    assert "| download.random.c8.machine_cpu | cpu s/GiB |" in done.stdout
     assert doc["figures"]["streamd-xxh3"]["upload.random.c1"]["median"] > 0
     assert doc["figures"]["static"]["download.random.c8"]["median"] > 0
     assert doc["figures"]["stages"]["md5+sha512.2threads"]["median"] > 0
