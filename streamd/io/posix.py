@@ -197,6 +197,22 @@ def publish(temp: Path, final: Path) -> None:
         raise
 
 
+def publish_if_absent(temp: Path, final: Path) -> bool:
+    """Give the complete, fsynced ``temp`` the name ``final`` unless a file has it already
+    (the first of several writers wins, and a reader sees a whole file or none); ``temp``
+    is gone either way. True if this one won."""
+    try:
+        os.link(temp, final)
+        won = True
+    except FileExistsError:
+        won = False
+    finally:
+        temp.unlink(missing_ok=True)
+    if won:
+        fsync_dir(final.parent)
+    return won
+
+
 def fsync_dir(path: Path) -> None:
     """Make the directory's entries (a rename, a new link) durable."""
     dir_fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)

@@ -19,10 +19,8 @@ On disk, under the staging area's ``.parts/<image_id>/``:
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -194,23 +192,16 @@ def _begin(folder: Path, total: int) -> None:
             os.fsync(fd)
         finally:
             os.close(fd)
-        # two first parts at once: one wins. The total is written under a name of its own
-        # and linked into place whole, so the other never reads it half-written (it read
-        # an empty file as "no total" and refused its part)
-        draft = folder / f"total.{os.getpid()}.{threading.get_ident()}"
-        fd = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC,
-                     posix.FILE_MODE)
+        # two first parts at once: one wins, and the other never reads it half-written
+        # (it read an empty file as "no total" and refused its part)
+        draft = posix.temp_path(total_path)
+        fd = posix.open_new(draft)
         try:
             posix.pwrite_all(fd, memoryview(str(total).encode()), 0)
             os.fsync(fd)
         finally:
             os.close(fd)
-        try:
-            with contextlib.suppress(FileExistsError):
-                os.link(draft, total_path)
-        finally:
-            os.unlink(draft)
-        posix.fsync_dir(folder)
+        posix.publish_if_absent(draft, total_path)
     recorded = _total(folder)
     if recorded != total:
         raise BadRequest(

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, TypeGuard
 
+from streamd.io import posix
 from streamd.io.errors import ObjectNotFound
 
 # 255 is NAME_MAX on Linux; the file store adds a prefix and a suffix for its temp name
@@ -158,7 +159,7 @@ class OpenFile:
     def __init__(self, fd: int, size: int) -> None:
         self._fd = fd
         self.size = size
-        self._probe = bytearray(1)  # will_need's page-cache probe reads into it
+        self._probe = memoryview(bytearray(1))  # will_need's page-cache probe reads into it
 
     def fileno(self) -> int:
         if self._fd < 0:
@@ -177,8 +178,8 @@ class OpenFile:
         if length <= 0:
             return
         fd = self.fileno()
-        with contextlib.suppress(OSError):  # not cached, or RWF_NOWAIT not supported here
-            if os.preadv(fd, [self._probe], offset + length - 1, os.RWF_NOWAIT) == 1:
+        with contextlib.suppress(OSError):
+            if posix.read_cached(fd, self._probe, offset + length - 1):
                 return
         with contextlib.suppress(OSError):
             os.posix_fadvise(fd, offset, length, os.POSIX_FADV_WILLNEED)
