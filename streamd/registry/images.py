@@ -71,15 +71,24 @@ _OPS = {
 # image columns in ImageRecord's field order: a selected row is the record's arguments
 _RECORD_COLUMNS = tuple(images.c[f.name] for f in dataclasses.fields(ImageRecord)
                         if f.name in images.c)
-# a page's properties and tags; ``ids`` expands in the cached statement
-_PROPERTIES_OF = sa.select(props).where(props.c.image_id.in_(sa.bindparam("ids", expanding=True)))
-_TAGS_OF = (sa.select(tags_t).where(tags_t.c.image_id.in_(sa.bindparam("ids", expanding=True)))
-            .order_by(tags_t.c.value))
-_LOCATIONS_OF = (
-    sa.select(locations_t.c.image_id, locations_t.c.store, locations_t.c.location)
-    .where(locations_t.c.image_id.in_(sa.bindparam("ids", expanding=True)))
-    .order_by(locations_t.c.created_at, locations_t.c.store)
-)
+# a page's properties, tags and copies in one statement, one round trip instead of three
+# (the 1 MiB range benchmark reads an image per request): rows of (kind, image_id, a, b)
+# with tags in value order and copies oldest first, then by store; ``ids`` expands in each
+# branch of the cached statement. The NULL in the first branch is typed: PostgreSQL types a
+# UNION column from its first branches, and an untyped NULL there becomes text.
+_IDS = sa.bindparam("ids", expanding=True)
+_CHILDREN_OF = sa.union_all(
+    sa.select(sa.literal_column("'p'").label("kind"), props.c.image_id,
+              props.c.name.label("a"), props.c.value.label("b"),
+              sa.cast(sa.null(), sa.DateTime).label("at"))
+    .where(props.c.image_id.in_(_IDS)),
+    sa.select(sa.literal_column("'t'"), tags_t.c.image_id, tags_t.c.value, sa.null(),
+              sa.null())
+    .where(tags_t.c.image_id.in_(_IDS)),
+    sa.select(sa.literal_column("'l'"), locations_t.c.image_id, locations_t.c.store,
+              locations_t.c.location, locations_t.c.created_at)
+    .where(locations_t.c.image_id.in_(_IDS)),
+).order_by(sa.literal_column("kind"), sa.literal_column("at"), sa.literal_column("a"))
 
 
 def utcnow() -> dt.datetime:
@@ -337,12 +346,13 @@ class ImageRegistry:
         tag_map: dict[str, list[str]] = {i: [] for i in ids}
         copy_map: dict[str, list[StoredCopy]] = {i: [] for i in ids}
         if ids:
-            for p in conn.execute(_PROPERTIES_OF, {"ids": ids}):
-                prop_map[p.image_id][p.name] = p.value
-            for t in conn.execute(_TAGS_OF, {"ids": ids}):
-                tag_map[t.image_id].append(t.value)
-            for c in conn.execute(_LOCATIONS_OF, {"ids": ids}):
-                copy_map[c.image_id].append(StoredCopy(c.store, c.location))
+            for kind, image_id, a, b, _ in conn.execute(_CHILDREN_OF, {"ids": ids}):
+                if kind == "p":
+                    prop_map[image_id][a] = b
+                elif kind == "t":
+                    tag_map[image_id].append(a)
+                else:
+                    copy_map[image_id].append(StoredCopy(a, b))
         return [ImageRecord(*r, properties=prop_map[r.id], tags=tuple(tag_map[r.id]),
                             locations=tuple(copy_map[r.id]))
                 for r in rows]
