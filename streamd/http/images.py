@@ -62,11 +62,11 @@ async def create() -> Response:
 @bp.get("/v2/images")
 async def index() -> Response:
     params = list(request.args.items(multi=True))
-    page = await images.list_images(runtime(), context(), params)
-    body = images_view(page, params)
-    for image, view in zip(page.images, body["images"], strict=True):
-        _view(image, view)
-    return json_response(body)
+    async with images.listed_images(runtime(), context(), params) as page:
+        body = images_view(page, params)
+        for image, view in zip(page.images, body["images"], strict=True):
+            _view(image, view)
+        return json_response(body)
 
 
 @bp.get("/v2/images/<image_id>")
