@@ -91,6 +91,23 @@ _CHILDREN_OF = sa.union_all(
 ).order_by(sa.literal_column("kind"), sa.literal_column("at"), sa.literal_column("a"))
 
 
+# ids per execution of _CHILDREN_OF for a page: SQLite keeps every statement it prepared, per
+# connection, by its text, and a page's 1001 ids made a text of 3003 parameters that each of
+# the pool's connections kept (~5 MiB in all after a burst of 1000-image pages). Batches of
+# this size, the last one padded with a repeated id (IN ignores it), are one text of 300.
+_CHILDREN_BATCH = 100
+
+
+def _batches(ids: list[str]) -> Iterator[list[str]]:
+    """``ids`` in batches of ``_CHILDREN_BATCH``; one id alone (an image read) as it is."""
+    if len(ids) == 1:
+        yield ids
+        return
+    for start in range(0, len(ids), _CHILDREN_BATCH):
+        batch = ids[start:start + _CHILDREN_BATCH]
+        yield batch + [batch[-1]] * (_CHILDREN_BATCH - len(batch))
+
+
 def utcnow() -> dt.datetime:
     """Now, naive UTC, whole seconds: what every database stores the same way."""
     return dt.datetime.now(dt.UTC).replace(tzinfo=None, microsecond=0)
@@ -345,8 +362,8 @@ class ImageRegistry:
         prop_map: dict[str, dict[str, str]] = {i: {} for i in ids}
         tag_map: dict[str, list[str]] = {i: [] for i in ids}
         copy_map: dict[str, list[StoredCopy]] = {i: [] for i in ids}
-        if ids:
-            for kind, image_id, a, b, _ in conn.execute(_CHILDREN_OF, {"ids": ids}):
+        for batch in _batches(ids):
+            for kind, image_id, a, b, _ in conn.execute(_CHILDREN_OF, {"ids": batch}):
                 if kind == "p":
                     prop_map[image_id][a] = b
                 elif kind == "t":

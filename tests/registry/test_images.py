@@ -281,3 +281,31 @@ def test_the_created_record_is_what_a_read_returns(
     """create() builds its answer without reading the row back: it must be the same."""
     created = registry.create(values, properties, tags)
     assert registry.get(created.id) == created
+
+
+@pytest.mark.parametrize("count", [2, 100, 101, 250])
+def test_a_page_reads_every_images_own_properties_tags_and_copies(
+        registry: ImageRegistry, count: int) -> None:
+    """A page's properties, tags and copies are read ``_CHILDREN_BATCH`` images at a time,
+    the last batch padded: each record still gets its own, in order, for any page size."""
+    viewer = Viewer("p-page", is_admin=True)
+    made = {}
+    for i in range(count):
+        image = registry.create({"name": f"page-{i:03}", "owner": "p-page"},
+                                properties={"n": str(i)}, tags=[f"t{i}", "z", "a"])
+        registry.transition(image.id, "queued", "saving")
+        registry.transition(image.id, "saving", "active",
+                            {"size": 3, "location": f"file:///{i}", "store": "s1"})
+        registry.add_location(image.id, "s2", f"file:///late/{i}")
+        made[image.id] = i
+    page = [r for r in registry.list(ImageQuery(viewer=viewer, limit=1000))
+            if r.id in made]
+    assert len(page) == count
+    for record in page:
+        i = made[record.id]
+        assert record.properties == {"n": str(i)}
+        assert record.tags == tuple(sorted(("a", "z", f"t{i}")))
+        assert [(c.store, c.location) for c in record.locations] == [
+            ("s1", f"file:///{i}"), ("s2", f"file:///late/{i}")]
+    one = registry.get(page[0].id)
+    assert one == page[0]
