@@ -79,8 +79,9 @@ async def listed_images(
 ) -> AsyncIterator[listing.Page]:
     """``list_images`` for a caller that renders the page inside the block: a big page
     holds one of ``BIG_PAGES`` slots until its rendering is done."""
-    if listing.parse_listing(params, ctx, rt.settings).limit <= BIG_PAGE:
-        yield await list_images(rt, ctx, params)
+    request = listing.parse_listing(params, ctx, rt.settings)  # policy.viewer: who sees what
+    if request.limit <= BIG_PAGE:
+        yield await _page(rt, request)
         return
     try:
         limiter = _big_pages.get()
@@ -88,18 +89,19 @@ async def listed_images(
         limiter = trio.CapacityLimiter(BIG_PAGES)
         _big_pages.set(limiter)
     async with limiter:
-        yield await list_images(rt, ctx, params)
+        yield await _page(rt, request)
 
 
 async def list_images(
     rt: Runtime, ctx: RequestContext, params: Sequence[tuple[str, str]]
 ) -> listing.Page:
-    """One page of the images the caller may see; ``next_marker`` only when more follow.
+    """One page of the images the caller may see; ``next_marker`` only when more follow."""
+    return await _page(rt, listing.parse_listing(params, ctx, rt.settings))
 
-    The registry is asked for one image more than the page holds: that one's existence is
-    what says a next page exists, so clients never fetch a last, empty page.
-    """
-    request = listing.parse_listing(params, ctx, rt.settings)  # policy.viewer: who sees what
+
+async def _page(rt: Runtime, request: listing.Listing) -> listing.Page:
+    """The registry is asked for one image more than the page holds: that one's existence
+    is what says a next page exists, so clients never fetch a last, empty page."""
     if request.limit == 0:
         if request.query.marker is not None:  # still a 400 for a bad marker
             await rt.db(rt.registry.list, _with_limit(request.query, 1))
