@@ -347,19 +347,12 @@ async def _sendfile(sock: Any, fd: int, offset: int, count: int) -> bool:
     return complete
 
 
-_probe = memoryview(bytearray(1))  # the event loop's: only it calls _cached
-
-
 def _cached(fd: int, offset: int, count: int) -> bool:
-    """Whether the first and last bytes of the range are in the page cache (a 1-byte
-    ``RWF_NOWAIT`` read each): then ``os.sendfile`` of it will not wait for the disk, which
-    in the event loop would stall every connection. Pages between them may have been
-    evicted on their own; that costs one slow call, not a wrong byte."""
-    try:
-        return bool(posix.read_cached(fd, _probe, offset)
-                    and posix.read_cached(fd, _probe, offset + count - 1))
-    except OSError:
-        return False
+    """Whether the first and last bytes of the range are in the page cache: then
+    ``os.sendfile`` of it will not wait for the disk, which in the event loop would stall
+    every connection. Pages between them may have been evicted on their own; that costs
+    one slow call, not a wrong byte."""
+    return posix.byte_cached(fd, offset) and posix.byte_cached(fd, offset + count - 1)
 
 
 async def _stop_on_cancel(stop: threading.Event) -> None:

@@ -138,6 +138,17 @@ def read_cached(fd: int, view: memoryview, offset: int) -> int | None:
     return got or None  # 0: end of file, or nothing cached; the thread tells them apart
 
 
+def byte_cached(fd: int, offset: int) -> bool:
+    """Whether the byte at ``offset`` is in the page cache (a 1-byte ``read_cached``):
+    what decides, without touching the disk, that a range need not be read ahead or may be
+    sent from the event loop. False past the end, where ``RWF_NOWAIT`` is missing, and on
+    any error."""
+    try:
+        return bool(read_cached(fd, memoryview(bytearray(1)), offset))
+    except OSError:
+        return False
+
+
 def is_zero(data: memoryview) -> bool:
     """True if every byte of ``data`` is zero (one ``memcmp`` per MiB).
 

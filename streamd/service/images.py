@@ -77,8 +77,9 @@ _big_pages: trio.lowlevel.RunVar[trio.CapacityLimiter] = trio.lowlevel.RunVar("b
 async def listed_images(
     rt: Runtime, ctx: RequestContext, params: Sequence[tuple[str, str]]
 ) -> AsyncIterator[listing.Page]:
-    """``list_images`` for a caller that renders the page inside the block: a big page
-    holds one of ``BIG_PAGES`` slots until its rendering is done."""
+    """One page of the images the caller may see (``next_marker`` only when more follow),
+    for a caller that renders it inside the block: a big page holds one of ``BIG_PAGES``
+    slots until its rendering is done."""
     request = listing.parse_listing(params, ctx, rt.settings)  # policy.viewer: who sees what
     if request.limit <= BIG_PAGE:
         yield await _page(rt, request)
@@ -90,13 +91,6 @@ async def listed_images(
         _big_pages.set(limiter)
     async with limiter:
         yield await _page(rt, request)
-
-
-async def list_images(
-    rt: Runtime, ctx: RequestContext, params: Sequence[tuple[str, str]]
-) -> listing.Page:
-    """One page of the images the caller may see; ``next_marker`` only when more follow."""
-    return await _page(rt, listing.parse_listing(params, ctx, rt.settings))
 
 
 async def _page(rt: Runtime, request: listing.Listing) -> listing.Page:

@@ -159,7 +159,6 @@ class OpenFile:
     def __init__(self, fd: int, size: int) -> None:
         self._fd = fd
         self.size = size
-        self._probe = memoryview(bytearray(1))  # will_need's page-cache probe reads into it
 
     def fileno(self) -> int:
         if self._fd < 0:
@@ -178,9 +177,8 @@ class OpenFile:
         if length <= 0:
             return
         fd = self.fileno()
-        with contextlib.suppress(OSError):
-            if posix.read_cached(fd, self._probe, offset + length - 1):
-                return
+        if posix.byte_cached(fd, offset + length - 1):
+            return
         with contextlib.suppress(OSError):
             os.posix_fadvise(fd, offset, length, os.POSIX_FADV_WILLNEED)
 
