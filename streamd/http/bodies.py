@@ -13,7 +13,7 @@ import json
 import re
 from collections.abc import Sequence
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 from quart import Response, request
 
@@ -30,6 +30,19 @@ def json_response(body: Any, status: int = 200, headers: dict[str, str] | None =
                   ) -> Response:
     return Response(json.dumps(body), status=status, content_type="application/json",
                     headers=headers)
+
+
+def location(url: str) -> str:
+    """``url`` fit for a ``Location`` header: a header value is printable ASCII, and h11
+    refuses to send anything else (the response would die as a 500 with no body), so what a
+    caller named (a metadefs namespace may hold any Unicode, tabs and control characters
+    included) goes out percent-encoded as UTF-8; printable ASCII stays as it is."""
+    return quote(url, safe="".join(chr(c) for c in range(0x21, 0x7f)))
+
+
+def path_segment(text: str) -> str:
+    """``text`` as one segment of a URL path: ``/``, ``?``, ``#``, ``%`` … encoded too."""
+    return quote(text, safe="")
 
 
 def listing_body(path: str, key: str, items: list[Any], next_marker: str | None,

@@ -10,7 +10,13 @@ from typing import Any
 
 from quart import Blueprint, Response, request
 
-from streamd.http.bodies import json_body, json_response, listing_body, no_content
+from streamd.http.bodies import (
+    json_body,
+    json_response,
+    listing_body,
+    no_content,
+    path_segment,
+)
 from streamd.http.context import context, runtime
 from streamd.http.image_view import timestamp
 from streamd.registry.metadefs import (
@@ -118,7 +124,11 @@ async def list_namespaces() -> Response:
 async def create_namespace() -> Response:
     created = await metadefs.create_namespace(runtime(), context(), await json_body())
     view = contents_view(created, created=True)
-    return json_response(view, 201, headers={"Location": view["self"]})
+    return json_response(view, 201, headers={
+        # absolute, as Glance's; the name percent-encoded (Glance drops what a header cannot
+        # hold, and a name with a tab or a control character once made this a bodiless 500)
+        "Location": f"{request.host_url.rstrip('/')}{NAMESPACES}/"
+                    f"{path_segment(created.namespace.namespace)}"})
 
 
 @bp.get(NAMESPACE)

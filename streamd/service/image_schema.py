@@ -11,6 +11,7 @@ Custom properties are the schema's ``additionalProperties``: any name, string va
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -121,6 +122,7 @@ IMAGES_SCHEMA: dict[str, Any] = {
 
 # Glance validates with draft 4; the schema uses nothing newer.
 _VALIDATOR = jsonschema.Draft4Validator(IMAGE_SCHEMA)
+_UUID_TEXT = re.compile(_UUID)
 
 
 def validate_document(doc: Mapping[str, Any]) -> None:
@@ -140,6 +142,12 @@ def validate_document(doc: Mapping[str, Any]) -> None:
         if len(name) > 255:
             raise BadRequest(f"Property name '{name[:32]}…' is {len(name)} characters long; "
                              "the limit is 255")
+    image_id = doc.get("id")
+    if isinstance(image_id, str) and _UUID_TEXT.fullmatch(image_id) is None:
+        # the schema's pattern ends in ``$``, which Python's re (jsonschema's) lets match
+        # before a final newline: "<uuid>\n" passed, and became an image id (Glance: a 500)
+        raise BadRequest(f"Provided object does not match schema 'image': {image_id!r} is not "
+                         "a valid id: use a UUID such as 0a1b2c3d-0000-4000-8000-00000000abcd")
     for name in ("min_ram", "min_disk"):
         value = doc.get(name)
         if isinstance(value, int) and value < 0:
