@@ -101,6 +101,8 @@ class Runtime:
             expected_size=expected_size,
             limiter=self.io_limiter,
             accept=accept,
+            # other transfers moving data: the cores are busy without a second hash thread
+            one_hash_thread=self.transfers.active > 1,
         )
 
 

@@ -45,13 +45,15 @@ def digest(algo: str, data: bytes) -> str:
     return hashlib.new(algo, data).hexdigest()
 
 
+@pytest.mark.parametrize("one_hash_thread", [False, True], ids=["thread-each", "one-thread"])
 @pytest.mark.parametrize("size", [0, 1, C - 1, C, C + 1, 7 * C + 4321])
-async def test_digests_match_hashlib_and_xxhash(size: int) -> None:
+async def test_digests_match_hashlib_and_xxhash(size: int, one_hash_thread: bool) -> None:
     data = payload(size)
     store = MemoryStore()
     # short reads, as from a socket, exercise the fill loop
     src = BytesSource(data, max_read=10_000)
-    result = await store_stream(src, store, key="img", chunk_size=C, queue_depth=3)
+    result = await store_stream(src, store, key="img", chunk_size=C, queue_depth=3,
+                                one_hash_thread=one_hash_thread)
     assert result.size == size
     assert result.checksum == hashlib.md5(data).hexdigest()
     assert result.os_hash_algo == "sha512"
@@ -61,11 +63,13 @@ async def test_digests_match_hashlib_and_xxhash(size: int) -> None:
     assert result.location == "memory://memory/img"
 
 
+@pytest.mark.parametrize("one_hash_thread", [False, True], ids=["thread-each", "one-thread"])
 @pytest.mark.parametrize("algo", ALGOS)
-async def test_every_configurable_os_hash_algo(algo: str) -> None:
+async def test_every_configurable_os_hash_algo(algo: str, one_hash_thread: bool) -> None:
     data = payload(3 * C + 17)
     result = await store_stream(
-        BytesSource(data), MemoryStore(), key="img", os_hash_algo=algo, chunk_size=C
+        BytesSource(data), MemoryStore(), key="img", os_hash_algo=algo, chunk_size=C,
+        one_hash_thread=one_hash_thread,
     )
     assert (result.os_hash_algo, result.os_hash_value) == (algo, digest(algo, data))
     assert result.checksum == hashlib.md5(data).hexdigest()
@@ -328,3 +332,24 @@ async def test_hashing_without_storing_goes_through_a_discard_store() -> None:
     assert result.checksum == hashlib.md5(data).hexdigest()
     assert result.os_hash_value == hashlib.sha256(data).hexdigest()
     assert result.xxh3 == xxhash.xxh3_128(data).hexdigest()
+
+
+@pytest.mark.parametrize(("one_hash_thread", "threads"), [(False, 2), (True, 1)])
+async def test_one_hash_thread_hashes_md5_and_the_os_hash_in_one_thread(
+    monkeypatch: pytest.MonkeyPatch, one_hash_thread: bool, threads: int
+) -> None:
+    from streamd.io import pipeline
+
+    made: list[object] = []
+
+    class CountedFeed(pipeline._HashFeed):
+        def __init__(self) -> None:
+            super().__init__()
+            made.append(self)
+
+    monkeypatch.setattr(pipeline, "_HashFeed", CountedFeed)
+    data = payload(2 * C + 5)
+    result = await store_stream(BytesSource(data), MemoryStore(), key="img", chunk_size=C,
+                                one_hash_thread=one_hash_thread)
+    assert len(made) == threads
+    assert result.os_hash_value == hashlib.sha512(data).hexdigest()
