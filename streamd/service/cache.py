@@ -282,6 +282,8 @@ async def prefetch(rt: Runtime, read: CopiesReader) -> int:
                 record = await rt.db(rt.registry.get, image_id)
             except NotFound:
                 record = None
+            if image_id not in cache.queued:
+                return  # dequeued (the queue cleared, the image dropped) while looked up
             why = None
             if record is None or record.status != "active":
                 why = "the image is gone or not active"

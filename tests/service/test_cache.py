@@ -448,3 +448,43 @@ async def test_a_fill_cleared_while_it_syncs_is_not_published(
         assert sorted(p.name for p in c.root.iterdir() if p.name != INDEX
                       and not p.name.startswith(".")) == []
         assert await read(rt, record) == data  # from the store, and cached anew
+
+
+async def test_an_image_dequeued_while_the_prefetcher_looks_it_up_is_not_filled(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``DELETE /v2/cache`` (queue, then both) while the prefetcher is reading the queued
+    image's record (in a thread): no fill starts once the lookup returns (glanceclient's
+    cache test saw an entry appear after ``cache.clear("both")``)."""
+    import threading
+
+    looking, release, returned = threading.Event(), threading.Event(), threading.Event()
+    data = random.Random(10).randbytes(SIZE)
+    async with runtime(tmp_path, MemoryStore("mem")) as rt, periodic.periodic_jobs(rt):
+        assert rt.cache is not None
+        record = await new_image(rt, data)
+        real_get = rt.registry.get
+
+        def held_get(image_id: str, *args: object, **kw: object) -> ImageRecord:
+            if image_id == record.id and not looking.is_set():
+                looking.set()
+                release.wait(10)
+                try:
+                    return real_get(image_id, *args, **kw)  # type: ignore[arg-type]
+                finally:
+                    returned.set()
+            return real_get(image_id, *args, **kw)  # type: ignore[arg-type]
+
+        monkeypatch.setattr(rt.registry, "get", held_get)
+        c = rt.cache.cache
+        c.queue(record.id)
+        rt.cache.wake_prefetcher()  # as PUT /v2/cache/{id}
+        assert await trio.to_thread.run_sync(looking.wait, 10)
+        await c.clear(entries=False, queue=True)
+        await c.clear(entries=True, queue=True)
+        release.set()
+        await eventually(returned.is_set)
+        for _ in range(20):  # the pass goes on in the event loop (and a fill, in threads)
+            await trio.testing.wait_all_tasks_blocked()
+            await trio.to_thread.run_sync(time.sleep, 0.005)
+        assert c.entries == {} and c.queued == [] and c.fills == {}
