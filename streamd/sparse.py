@@ -42,13 +42,13 @@ class Extent:
         return {"start": self.start, "length": self.length, "zero": self.zero}
 
 
-def extents(fd: int, size: int) -> list[Extent]:
-    """The data and hole runs of the first ``size`` bytes of ``fd``, in order, adjacent.
+def extents(fd: int, size: int, start: int = 0) -> list[Extent]:
+    """The data and hole runs of bytes ``[start, size)`` of ``fd``, in order, adjacent.
 
     A file system without ``SEEK_DATA`` reports the whole file as data, which is true.
     """
     runs: list[Extent] = []
-    pos = 0
+    pos = start
     while pos < size:
         try:
             data = os.lseek(fd, pos, os.SEEK_DATA)

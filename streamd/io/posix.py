@@ -14,7 +14,8 @@ done the same way:
   ``fsync`` of the directory (``publish``). A crash leaves only temp names, which
   ``reap_temp_files`` removes.
 - **Reading.** A read the page cache can answer runs in the event loop (``read_cached``);
-  the rest goes to a worker thread (``BlockingCalls.pread``).
+  the rest goes to a worker thread (``BlockingCalls.pread``). A bulk read of a file that
+  may have holes takes ``pread_sparse``, which fills holes from memory.
 - **Links.** A hard link made durable the same way (``link_into``), or ``None`` where the
   file system cannot link (another device, no link support): the caller copies instead.
 """
@@ -117,6 +118,32 @@ def open_for_read(path: Path) -> tuple[int, int]:
     except BaseException:
         os.close(fd)
         raise
+
+
+def pread_sparse(fd: int, view: memoryview, offset: int) -> int:
+    """``preadv`` that does not read holes: where ``offset`` is in one, the zeros are written
+    into ``view`` from memory (up to the next data or the end of the file). Blocking.
+
+    Reading a hole makes the kernel fill page-cache pages with zeros: sealing a 10 GiB
+    stage holding 1 GiB of data read 9 GiB of them, which pushed everything else out of
+    the page cache and spent seconds of system time in reclaim."""
+    try:
+        data = os.lseek(fd, offset, os.SEEK_DATA)
+    except OSError as exc:
+        if exc.errno != errno.ENXIO:  # ENXIO: no data at or after offset
+            raise
+        data = os.fstat(fd).st_size
+        if data <= offset:
+            return 0  # the end of the file
+    if data <= offset:  # data here: read it, but not past it into the next hole
+        hole = os.lseek(fd, offset, os.SEEK_HOLE)
+        return os.preadv(fd, [view[:max(1, min(len(view), hole - offset))]], offset)
+    n = min(len(view), data - offset)
+    zeros = memoryview(ZEROS)
+    for pos in range(0, n, len(zeros)):
+        piece = min(len(zeros), n - pos)
+        view[pos:pos + piece] = zeros[:piece]
+    return n
 
 
 def read_cached(fd: int, view: memoryview, offset: int) -> int | None:

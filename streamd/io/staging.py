@@ -310,7 +310,9 @@ class _StagedRange:
         if self._fd is None:
             self._fd = await self._calls.io("read", os.open, self._path,
                                             os.O_RDONLY | os.O_CLOEXEC)
-        n = await self._calls.pread(self._fd, buf[:min(len(buf), self._remaining)], self._pos)
+        # a stage may be mostly holes (zero parts, sparse uploads): those are not read
+        n = await self._calls.io("read", posix.pread_sparse, self._fd,
+                                 buf[:min(len(buf), self._remaining)], self._pos)
         if n == 0:
             raise StoreError("the staged data is shorter than recorded; stage it again")
         self._pos += n
