@@ -32,7 +32,9 @@ EXTENSIONS = {
     "extents": {
         "route": "/v2/images/{image_id}/extents",
         "description": "GET the data and zero runs of an active image: {size, "
-                       "zero_runs_known, extents: [{start, length, zero}]}.",
+                       "zero_runs_known, xxh3, extents: [{start, length, zero}]}; xxh3: "
+                       "the xxh3-128 of the data as recorded at upload (null if none).",
+        "digest": "xxh3_128",
     },
 }
 
@@ -47,4 +49,5 @@ async def info() -> Response:
 async def image_extents(image_id: str) -> Response:
     found = await extents.image_extents(runtime(), context(), image_id)
     return json_response({"size": found.size, "zero_runs_known": found.zero_runs_known,
+                          "xxh3": found.xxh3,
                           "extents": [e.to_json() for e in found.extents]})

@@ -273,7 +273,7 @@ def _extensions() -> dict[str, Any]:
                                         {200: ("them", _json())})},
         "/v2/images/{image_id}/extents": {
             "get": _op("extensions", "the data and zero runs of an active image",
-                       {200: ("size, zero_runs_known, extents", _json())})},
+                       {200: ("size, zero_runs_known, xxh3 (of the data), extents", _json())})},
     }
 
 

@@ -33,6 +33,7 @@ class ImageExtents:
     size: int
     extents: list[Extent]
     zero_runs_known: bool
+    xxh3: str | None = None  # xxh3-128 of the data, as recorded: a client's fast check
 
 
 async def image_extents(rt: Runtime, ctx: RequestContext, image_id: str) -> ImageExtents:
@@ -42,11 +43,12 @@ async def image_extents(rt: Runtime, ctx: RequestContext, image_id: str) -> Imag
     if record.location is None or record.size is None:
         raise Conflict(f"Image {image_id} has no data (status {record.status}): no extents.")
     size = record.size
-    whole = ImageExtents(size, [Extent(0, size, zero=False)] if size else [], False)
+    whole = ImageExtents(size, [Extent(0, size, zero=False)] if size else [], False,
+                         record.xxh3)
     opened = await open_local(rt, record, size)
     if opened is None:  # not a local file (or not readable as one): one data run
         return whole
     with opened:
         runs = await trio.to_thread.run_sync(extents, opened.fileno(), size,
                                              limiter=rt.io_limiter)
-    return ImageExtents(size, runs, True)
+    return ImageExtents(size, runs, True, record.xxh3)

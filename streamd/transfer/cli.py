@@ -20,7 +20,7 @@ import httpx
 import trio
 
 from streamd.transfer.api import ApiError, ImageAPI
-from streamd.transfer.download import NotDownloadable, download
+from streamd.transfer.download import VERIFY_MODES, NotDownloadable, download
 from streamd.transfer.localfile import VerificationFailed, verify
 from streamd.transfer.pacing import Pace
 from streamd.transfer.replicate import SAME, compare, replicate
@@ -72,8 +72,13 @@ def parser() -> argparse.ArgumentParser:
     d = sub.add_parser("download", help="an image into a file (sparse, resumable, verified)")
     d.add_argument("image_id")
     d.add_argument("file", type=Path)
-    d.add_argument("--no-verify", action="store_true",
-                   help="skip the digest check at the end")
+    d.add_argument("--verify", choices=VERIFY_MODES, default="auto",
+                   help="what the file is checked against at the end: auto (default) the "
+                        "xxh3-128 a streamd server recorded, else as digest; digest the "
+                        "image's os_hash_value (else its md5 checksum), as glanceclient "
+                        "checks; none nothing")
+    d.add_argument("--no-verify", dest="verify", action="store_const", const="none",
+                   help="the same as --verify none")
 
     u = sub.add_parser("upload", help="a file into a new image, or resume one (--image-id)")
     u.add_argument("file", type=Path)
@@ -84,6 +89,11 @@ def parser() -> argparse.ArgumentParser:
     u.add_argument("--container-format", default="bare")
     u.add_argument("--property", action="append", default=[], metavar="KEY=VALUE",
                    help="one more property of the new image")
+    u.add_argument("--verify", choices=VERIFY_MODES, default="auto",
+                   help="what the image is checked against once active: auto (default) the "
+                        "file's xxh3-128 against a streamd server's, else as digest; digest "
+                        "the file's md5 and sha512 against checksum and os_hash_value; none "
+                        "nothing")
 
     v = sub.add_parser("verify", help="check a file against an image's recorded digests")
     v.add_argument("image_id")
@@ -101,6 +111,9 @@ def parser() -> argparse.ArgumentParser:
         if name == "replicate":
             r.add_argument("--dry-run", action="store_true",
                            help="say what would be copied, copy nothing")
+            r.add_argument("--images-at-once", type=int, default=2, metavar="N",
+                           help="images copied at the same time, each over -c connections "
+                                "(default %(default)s)")
     return p
 
 
@@ -118,7 +131,8 @@ async def _run(args: argparse.Namespace, reporter: Reporter) -> int:
                                    size=row.size)
                 return EXIT_DIFFERENT if any(r.state != SAME for r in rows) else 0
             for stats in await replicate(src, dst, reporter, dry_run=args.dry_run,
-                                         connections=conns, only=set(args.image) or None):
+                                         connections=conns, only=set(args.image) or None,
+                                         images_at_once=args.images_at_once):
                 reporter.stats(stats)
             return 0
         finally:
@@ -129,7 +143,7 @@ async def _run(args: argparse.Namespace, reporter: Reporter) -> int:
         if args.command == "download":
             pace = Pace(args.max_rate * 1024 * 1024 if args.max_rate else None)
             stats = await download(api, args.image_id, args.file, reporter, connections=conns,
-                                   verify=not args.no_verify, pace=pace)
+                                   verify=args.verify, pace=pace)
         elif args.command == "upload":
             fields: dict[str, Any] = {"name": args.name or args.file.name,
                                       "disk_format": args.disk_format,
@@ -138,7 +152,7 @@ async def _run(args: argparse.Namespace, reporter: Reporter) -> int:
                 key, _, value = prop.partition("=")
                 fields[key] = value
             stats = await upload(api, args.file, reporter, image_id=args.image_id,
-                                 fields=fields, connections=conns)
+                                 fields=fields, connections=conns, verify=args.verify)
         else:
             image = await api.image(args.image_id)
             checked = await trio.to_thread.run_sync(verify, args.file, image)

@@ -24,6 +24,10 @@ from streamd.transfer.report import Reporter, Stats
 BLOCK = 8 * 1024 * 1024  # one ranged GET: big enough to amortise a request, small to resume
 CHECKPOINT = 1.0  # seconds between fdatasync + resume record
 HASH_STEP = 64 * 1024 * 1024  # bytes hashed per worker-thread call
+WRITE_UNIT = 4 * localfile.ZERO_UNIT  # bytes received per write (a whole number of zero units)
+# what a download is checked against: "auto" the server's xxh3 when its extents offer one,
+# else as "digest"; "digest" the image's os_hash_value (else checksum); "none" nothing
+VERIFY_MODES = ("auto", "digest", "none")
 
 
 class NotDownloadable(Exception):
@@ -31,9 +35,10 @@ class NotDownloadable(Exception):
 
 
 async def download(api: ImageAPI, image_id: str, dest: Path, reporter: Reporter, *,
-                   connections: int = 4, verify: bool = True, block: int = BLOCK,
+                   connections: int = 4, verify: str = "auto", block: int = BLOCK,
                    pace: Pace | None = None) -> Stats:
-    """Fetch ``image_id`` into ``dest``; the statistics of the run."""
+    """Fetch ``image_id`` into ``dest``, checked as ``verify`` says (``VERIFY_MODES``); the
+    statistics of the run."""
     stats = Stats(image_id=image_id, action="download")
     with stats.stage("prepare"):
         image = await api.image(image_id)
@@ -42,8 +47,10 @@ async def download(api: ImageAPI, image_id: str, dest: Path, reporter: Reporter,
                                   "download")
         size = stats.size = image["size"]
         stats.extensions = await api.discover()
+        xxh3 = None
         if stats.extensions:
-            runs, _ = await api.extents(image_id)
+            found = await api.extents(image_id)
+            runs, xxh3 = found.runs, found.xxh3
         else:
             runs = [Extent(0, size, zero=False)] if size else []
             connections = 1
@@ -61,7 +68,8 @@ async def download(api: ImageAPI, image_id: str, dest: Path, reporter: Reporter,
         reporter.event("download", image_id=image_id, size=size, file=str(dest),
                        connections=connections, extensions=stats.extensions,
                        resumed=stats.resumed)
-        digest = localfile.Digest(image) if verify else None
+        digest = None if verify == "none" else localfile.Digest(
+            image, xxh3 if verify == "auto" else None)
         frontier = Frontier([*record.done, *((x.start, x.end) for x in runs if x.zero)])
         async with trio.open_nursery() as nursery:
             if digest is not None:  # in order, behind the blocks as they land
@@ -183,28 +191,35 @@ async def _get_block(api: ImageAPI, image_id: str, fd: int, start: int, end: int
             await r.aread()
             raise ApiError(r.status_code, r.text[:300])
         pos = start
-        buf = bytearray()
+        buf = memoryview(bytearray(min(WRITE_UNIT, end - start)))
+        fill = 0
         async for chunk in r.aiter_raw():
-            buf += chunk
             await pace.took(len(chunk))
-            if len(buf) >= localfile.ZERO_UNIT * 4:
-                n = len(buf) - len(buf) % localfile.ZERO_UNIT
-                await _write(fd, buf[:n], pos, stats)
-                del buf[:n]
-                pos += n
-                advance(n)
-        if buf:
-            await _write(fd, buf, pos, stats)
-            pos += len(buf)
-            advance(len(buf))
+            piece = memoryview(chunk)
+            while piece:
+                n = min(len(piece), len(buf) - fill, end - pos - fill)
+                if n <= 0:
+                    raise ApiError(502, f"bytes {start}-{end - 1}: the server sent more")
+                buf[fill:fill + n] = piece[:n]
+                piece = piece[n:]
+                fill += n
+                if fill == len(buf):
+                    await _write(fd, buf, pos, stats)
+                    pos += fill
+                    advance(fill)
+                    fill = 0
+        if fill:
+            await _write(fd, buf[:fill], pos, stats)
+            pos += fill
+            advance(fill)
     if pos != end:
         raise ApiError(502, f"bytes {start}-{end - 1}: the server sent {pos - start} bytes")
 
 
-async def _write(fd: int, data: bytearray, offset: int, stats: Stats) -> None:
+async def _write(fd: int, data: memoryview, offset: int, stats: Stats) -> None:
     """Every range still to fetch is a hole (a fresh file, or punched on resume): zero MiBs
-    need no write."""
+    need no write. ``data`` is the caller's buffer, untouched until this returns."""
     stats.moved += len(data)
     skipped = await trio.to_thread.run_sync(
-        lambda: localfile.write_block(fd, bytes(data), offset, holes=True))
+        lambda: localfile.write_block(fd, data, offset, holes=True))
     stats.zero_skipped += skipped

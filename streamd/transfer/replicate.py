@@ -58,20 +58,35 @@ async def compare(src: ImageAPI, dst: ImageAPI) -> list[Comparison]:
 
 
 async def replicate(src: ImageAPI, dst: ImageAPI, reporter: Reporter, *, dry_run: bool = False,
-                    connections: int = 4, only: set[str] | None = None) -> list[Stats]:
-    """Copy what ``compare`` finds missing or incomplete; the statistics of each copy.
-    The first failure ends the run (a re-run resumes from what is on the target)."""
-    done: list[Stats] = []
+                    connections: int = 4, only: set[str] | None = None,
+                    images_at_once: int = 2) -> list[Stats]:
+    """Copy what ``compare`` finds missing or incomplete, ``images_at_once`` images at a time
+    (while one waits for its import or for a slow source, another moves); the statistics of
+    each copy. The first failure ends the run (a re-run resumes from what is on the target).
+    """
+    todo: list[str] = []
     for item in await compare(src, dst):
         if only and item.image_id not in only:
             continue
         reporter.event(item.state if not dry_run or item.state in (SAME, DIFFERS)
                        else f"would copy ({item.state})", image_id=item.image_id,
                        name=item.name, size=item.size)
-        if dry_run or item.state in (SAME, DIFFERS):
-            continue
-        done.append(await copy_image(src, dst, item.image_id, reporter,
-                                     connections=connections))
+        if not dry_run and item.state not in (SAME, DIFFERS):
+            todo.append(item.image_id)
+    done: list[Stats] = []
+    send, receive = trio.open_memory_channel[str](len(todo) or 1)
+    for image_id in todo:
+        send.send_nowait(image_id)
+    send.close()
+
+    async def worker() -> None:
+        async for image_id in receive:
+            done.append(await copy_image(src, dst, image_id, reporter,
+                                         connections=connections))
+
+    async with trio.open_nursery() as nursery:
+        for _ in range(max(1, min(images_at_once, len(todo)))):
+            nursery.start_soon(worker)
     return done
 
 
@@ -96,7 +111,7 @@ async def copy_image(src: ImageAPI, dst: ImageAPI, image_id: str, reporter: Repo
         stats.extensions = await dst.discover()
         runs: list[Extent] = [Extent(0, stats.size, zero=False)] if stats.size else []
         if stats.extensions and await src.discover():
-            runs, _ = await src.extents(image_id)
+            runs = (await src.extents(image_id)).runs
     if stats.extensions:
         stats.connections = connections
         staged: list[tuple[int, int]] = []

@@ -23,7 +23,9 @@ from streamd.transfer.report import Reporter, Stats
 
 PART = 8 * 1024 * 1024  # one stage part: what a cut connection may have to send again
 READ = 1024 * 1024  # one read of the one-stream upload
-IMPORT_POLL = 0.2  # seconds between looks at an importing image
+# seconds between looks at an importing image: soon at first (a small image is active in
+# tens of ms, and replication waits for one image after another), then less often
+IMPORT_POLL = (0.01, 1.5, 0.2)  # first wait, growth factor, longest wait
 
 
 class ImportFailed(Exception):
@@ -32,8 +34,12 @@ class ImportFailed(Exception):
 
 async def upload(api: ImageAPI, src: Path, reporter: Reporter, *, image_id: str | None = None,
                  fields: Mapping[str, Any] | None = None, connections: int = 4,
-                 part: int = PART, import_timeout: float = 3600.0) -> Stats:
-    """Send ``src`` into ``image_id`` (a new image made of ``fields`` when None)."""
+                 part: int = PART, import_timeout: float = 3600.0,
+                 verify: str = "auto") -> Stats:
+    """Send ``src`` into ``image_id`` (a new image made of ``fields`` when None); then check
+    what the server recorded against the file as ``verify`` says: "auto" the xxh3 a streamd
+    server offers with the extents (else as "digest"), "digest" its ``checksum`` and sha512
+    ``os_hash_value``, "none" only that the image is active."""
     size = (await trio.to_thread.run_sync(os.stat, src)).st_size
     stats = Stats(image_id=image_id or "", action="upload", size=size)
     with stats.stage("prepare"):
@@ -44,15 +50,17 @@ async def upload(api: ImageAPI, src: Path, reporter: Reporter, *, image_id: str 
         else:
             image = await api.image(image_id)
         stats.extensions = await api.discover()
+    names = {"auto": ("xxh3_128",) if stats.extensions else ("md5", "sha512"),
+             "digest": ("md5", "sha512"), "none": ()}[verify]
     async with trio.open_nursery() as nursery:
-        digests: dict[str, Any] = {}
+        digests: dict[str, str] = {}
 
         async def hash_local() -> None:  # overlaps the upload: the file is read twice anyway
             with stats.stage("hash"):
-                digests["md5"], digests["other"] = await trio.to_thread.run_sync(
-                    localfile.digests, src, "sha512")
+                digests.update(await trio.to_thread.run_sync(localfile.digests, src, names))
 
-        nursery.start_soon(hash_local)
+        if names:
+            nursery.start_soon(hash_local)
         if stats.extensions:
             stats.connections = connections
             await _parallel(api, image_id, src, size, stats, reporter, connections, part,
@@ -71,8 +79,17 @@ async def upload(api: ImageAPI, src: Path, reporter: Reporter, *, image_id: str 
                     await api.put_file(image_id, _chunks(src, stats, advance), size)
             image = await api.image(image_id)
     with stats.stage("verify"):
+        if "xxh3_128" in digests:
+            recorded = (await api.extents(image_id)).xxh3
+            if recorded is None:  # a server that records none: the image's own digests
+                digests.update(await trio.to_thread.run_sync(
+                    localfile.digests, src, ("md5", "sha512")))
+            elif recorded != digests["xxh3_128"]:
+                raise VerificationFailed(f"image {image_id}: the server's xxh3 {recorded}, "
+                                         f"the file's {digests['xxh3_128']}")
         _check(image, digests)
-    reporter.event("verified", image_id=image_id, status=image["status"])
+    reporter.event("verified", image_id=image_id, status=image["status"],
+                   digest="+".join(digests) or "none")
     return stats
 
 
@@ -134,6 +151,7 @@ async def _chunks(src: Path, stats: Stats, advance: Any) -> AsyncIterator[bytes]
 async def wait_active(api: ImageAPI, image_id: str, patience: float) -> dict[str, Any]:
     """The image once active; ImportFailed if its import fails or takes over ``patience``
     seconds."""
+    pause, growth, longest = IMPORT_POLL
     with trio.move_on_after(patience):
         while True:
             image = await api.image(image_id)
@@ -144,16 +162,18 @@ async def wait_active(api: ImageAPI, image_id: str, patience: float) -> dict[str
                                    f"{image['status']}); the server's task says why")
             if image["status"] in ("killed", "deleted", "queued"):
                 raise ImportFailed(f"image {image_id} is {image['status']} after its import")
-            await trio.sleep(IMPORT_POLL)
+            await trio.sleep(pause)
+            pause = min(pause * growth, longest)
     raise ImportFailed(f"image {image_id} is not active after {patience:.0f}s")
 
 
 def _check(image: dict[str, Any], digests: dict[str, Any]) -> None:
     if image.get("status") != "active":
         raise ImportFailed(f"image {image['id']} is {image.get('status')}, not active")
-    if image.get("checksum") and image["checksum"] != digests["md5"]:
+    if "md5" in digests and image.get("checksum") and image["checksum"] != digests["md5"]:
         raise VerificationFailed(f"image {image['id']}: checksum {image['checksum']}, the "
                                  f"file's md5 is {digests['md5']}")
-    if image.get("os_hash_algo") == "sha512" and image.get("os_hash_value") != digests["other"]:
+    if "sha512" in digests and image.get("os_hash_algo") == "sha512" and \
+            image.get("os_hash_value") != digests["sha512"]:
         raise VerificationFailed(f"image {image['id']}: os_hash_value differs from the "
                                  "file's sha512")

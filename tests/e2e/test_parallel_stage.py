@@ -10,6 +10,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
+import xxhash
 
 from tests.data_client import MEMBER, OCTET, create_image, error_of, show, upload
 from tests.import_client import MiB, RawStage, stage_url, staged, start_import, wait_for_import
@@ -136,6 +137,7 @@ def test_extents_of_a_sparse_image_match_what_was_written(server: ServerProcess)
     assert r.status_code == 200, r.text
     body = r.json()
     assert body["size"] == len(data) and body["zero_runs_known"] is True
+    assert body["xxh3"] == xxhash.xxh3_128(data).hexdigest()
     assert body["extents"] == [
         {"start": 0, "length": 3 * MiB, "zero": True},
         {"start": 3 * MiB, "length": MiB, "zero": False},

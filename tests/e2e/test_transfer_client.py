@@ -19,9 +19,10 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
 from streamd.transfer.cli import main
-from tests.data_client import MEMBER, create_image, show, upload
+from tests.data_client import MEMBER, create_image, images_dir, show, upload
 from tests.import_client import MiB
 from tests.servers import ServerProcess
 
@@ -80,13 +81,38 @@ def test_download_is_byte_identical_sparse_and_verified(server: ServerProcess,
     assert stats["extensions"] is True and stats["connections"] == 4
     assert stats["bytes_moved"] == 5 * MiB - 7
     assert stats["zero_bytes_skipped"] == 11 * MiB
-    assert any(e["event"] == "verified" for e in events)
+    # checked against the xxh3 the extents carry (sha512 of the zeros too would cost more)
+    assert [e["digest"] for e in events if e["event"] == "verified"] == ["xxh3_128"]
     assert not (tmp_path / "disk.img.transfer").exists()
+    again = tmp_path / "again.img"
+    _, events = transfer(server, "download", "--verify", "digest", image_id, str(again))
+    assert [e["digest"] for e in events if e["event"] == "verified"] == ["sha512"]
+    assert again.read_bytes() == data
     with open(dest, "r+b") as f:  # one byte changed: verification fails, exit code 4
         f.seek(5 * MiB)
         f.write(b"\x01")
     _, events = transfer(server, "verify", image_id, str(dest), check=4)
     assert "sha512" in events[-1]["message"]
+
+
+def test_download_of_bytes_that_are_not_the_recorded_ones_fails(server: ServerProcess,
+                                                               tmp_path: Path) -> None:
+    """The stored file changed behind the server's back: whichever digest the download is
+    checked against, it says so (exit code 4) and names the digest."""
+    data = sparse_image(5)
+    image_id = create_image(server)
+    assert upload(server, image_id, data).status_code == 204
+    with open(images_dir(server.data_dir) / image_id, "r+b") as f:
+        f.seek(4 * MiB + 10)
+        f.write(b"\xff")
+    for mode, name in (("auto", "xxh3_128"), ("digest", "sha512")):
+        dest = tmp_path / f"{mode}.img"
+        _, events = transfer(server, "download", "--verify", mode, image_id, str(dest),
+                             check=4)
+        assert events[-1]["event"] == "error" and name in events[-1]["message"]
+    _, events = transfer(server, "download", "--verify", "none", image_id,
+                         str(tmp_path / "none.img"))
+    assert not [e for e in events if e["event"] == "verified"]
 
 
 def test_download_resumes_after_kill_9(server: ServerProcess, tmp_path: Path) -> None:
@@ -130,6 +156,11 @@ def test_upload_in_parts_skips_zeros_and_resumes(server: ServerProcess,
     stats = stats_of(events)
     assert stats["bytes_moved"] == 5 * MiB - 7  # the zero MiB inside data was declared
     assert stats["zero_bytes_skipped"] == 11 * MiB
+    # checked against the server's xxh3 by default, against checksum + sha512 on demand
+    assert [e["digest"] for e in events if e["event"] == "verified"] == ["xxh3_128"]
+    _, events = transfer(server, "upload", str(src), "--name", "by-digest",
+                         "--verify", "digest")
+    assert [e["digest"] for e in events if e["event"] == "verified"] == ["md5+sha512"]
 
     # an upload cut off: some parts staged; the client sends only the rest
     resumed = create_image(server)
@@ -163,14 +194,20 @@ def test_plain_image_api_fallback(make_server: Any, tmp_path: Path) -> None:
     stats = stats_of(events)
     assert (stats["extensions"], stats["connections"]) == (False, 1)
     assert dest.read_bytes() == data
+    assert [e["digest"] for e in events if e["event"] == "verified"] == ["sha512"]
     assert allocated(dest) <= 6 * MiB  # zero MiBs that arrived became holes all the same
     code, events = transfer(plain, "verify", image_id, str(src))
     code, events = transfer(plain, "download", "no-such-image", str(dest), check=3)
     assert events[-1]["event"] == "error" and events[-1]["exit_code"] == 3
 
 
-def test_replication_streamd_to_streamd(server: ServerProcess, make_server: Any) -> None:
-    src = make_server()
+@pytest.mark.parametrize("source", ["streamd", "plain"])
+def test_replication_streamd_to_streamd(server: ServerProcess, make_server: Any,
+                                        source: str) -> None:
+    """From a streamd, and from a plain Image API server as Glance is (streamd with the
+    extensions off: one stream per image from it; bench/transfergroup.py replicates from the
+    real Glance peer)."""
+    src = make_server(env={"STREAMD_TRANSFER_EXTENSIONS": "false"} if source == "plain" else {})
     dst = server
     ids = []
     for n, payload in enumerate((sparse_image(5), random.Random(6).randbytes(3 * MiB + 5))):
@@ -184,7 +221,8 @@ def test_replication_streamd_to_streamd(server: ServerProcess, make_server: Any)
     assert all(e["event"].startswith("would copy") for e in events)
     _, events = transfer(src, "replicate", src.url, dst.url)
     moved = sum(e["bytes_moved"] for e in events if e["event"] == "stats")
-    assert moved == 5 * MiB - 7 + 3 * MiB + 5
+    # from a plain server every byte comes over (no extents; a part all zeros would not)
+    assert moved == (5 * MiB - 7 if source == "streamd" else 16 * MiB - 7) + 3 * MiB + 5
     for image_id in ids:
         a, b = show(src, image_id), show(dst, image_id)
         assert b["status"] == "active"
