@@ -162,67 +162,90 @@ def test_glanceclient_resource_types(glance: tuple[Any, Any], name: str) -> None
 # -- the openstack CLI (python-openstackclient, through openstacksdk) ---------------------------
 
 
-def openstack(server: ServerProcess, *args: str) -> Any:
-    """Run ``openstack`` against the server (noauth: an anonymous caller is an admin);
-    its output, parsed when it was asked for as JSON."""
-    command = [str(Path(sys.executable).parent / "openstack"), "--os-auth-type", "admin_token",
-               "--os-token", "x", "--os-endpoint", f"{server.url}/v2",
-               "--os-image-api-version", "2", *args]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, (args, done.stderr)
-    if "json" not in args:
-        return done.stdout
-    return json.loads(done.stdout)
+class OpenStack:
+    """The ``openstack`` CLI against the server (noauth: an anonymous caller is an admin),
+    its commands run in one interpreter (tests/openstack_batch.py); called with a command's
+    arguments, its output, parsed when it was asked for as JSON."""
+
+    def __init__(self, server: ServerProcess) -> None:
+        self.common = ["--os-auth-type", "admin_token", "--os-token", "x", "--os-endpoint",
+                       f"{server.url}/v2", "--os-image-api-version", "2"]
+        self.proc = subprocess.Popen([sys.executable, "-m", "tests.openstack_batch"],
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                                     cwd=Path(__file__).parent.parent)
+
+    def __call__(self, *args: str) -> Any:
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self.proc.stdin.write(json.dumps([*self.common, *args]) + "\n")
+        self.proc.stdin.flush()
+        done = json.loads(self.proc.stdout.readline())
+        assert done["rc"] == 0, (args, done["stderr"])
+        if "json" not in args:
+            return done["stdout"]
+        return json.loads(done["stdout"])
+
+    def close(self) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.close()
+        self.proc.wait(timeout=30)
 
 
 @pytest.mark.slow
 def test_openstack_image_metadef_commands(server: ServerProcess, name: str) -> None:
-    created = openstack(server, "image", "metadef", "namespace", "create", "--display-name",
+    cli = OpenStack(server)
+    try:
+        _metadef_commands(cli, name)
+    finally:
+        cli.close()
+
+
+def _metadef_commands(cli: OpenStack, name: str) -> None:
+    created = cli("image", "metadef", "namespace", "create", "--display-name",
                         "CLI namespace", "--public", "--protected", name, "-f", "json")
     assert (created["namespace"], created["protected"]) == (name, True)
-    assert name in [n["namespace"] for n in openstack(
-        server, "image", "metadef", "namespace", "list", "-f", "json")]
-    openstack(server, "image", "metadef", "namespace", "set", "--display-name", "Renamed",
+    assert name in [n["namespace"] for n in cli(
+        "image", "metadef", "namespace", "list", "-f", "json")]
+    cli("image", "metadef", "namespace", "set", "--display-name", "Renamed",
               "--public", "--unprotected", name)
-    shown = openstack(server, "image", "metadef", "namespace", "show", name, "-f", "json")
+    shown = cli("image", "metadef", "namespace", "show", name, "-f", "json")
     assert (shown["display_name"], shown["protected"]) == ("Renamed", False)
 
-    prop = openstack(server, "image", "metadef", "property", "create", "--name", "cores",
+    prop = cli("image", "metadef", "property", "create", "--name", "cores",
                      "--title", "Cores", "--type", "integer", "--schema", '{"minimum": 1}',
                      name, "-f", "json")
     assert prop["minimum"] == 1
-    openstack(server, "image", "metadef", "property", "set", "--title", "CPU cores", name,
+    cli("image", "metadef", "property", "set", "--title", "CPU cores", name,
               "cores")
-    assert openstack(server, "image", "metadef", "property", "show", name, "cores", "-f",
+    assert cli("image", "metadef", "property", "show", name, "cores", "-f",
                      "json")["title"] == "CPU cores"
-    assert [p["name"] for p in openstack(server, "image", "metadef", "property", "list", name,
+    assert [p["name"] for p in cli("image", "metadef", "property", "list", name,
                                          "-f", "json")] == ["cores"]
-    openstack(server, "image", "metadef", "property", "delete", name, "cores")
+    cli("image", "metadef", "property", "delete", name, "cores")
 
-    openstack(server, "image", "metadef", "object", "create", "--namespace", name, "Disk")
-    assert [o["name"] for o in openstack(server, "image", "metadef", "object", "list", name,
+    cli("image", "metadef", "object", "create", "--namespace", name, "Disk")
+    assert [o["name"] for o in cli("image", "metadef", "object", "list", name,
                                          "-f", "json")] == ["Disk"]
-    assert openstack(server, "image", "metadef", "object", "show", name, "Disk", "-f",
+    assert cli("image", "metadef", "object", "show", name, "Disk", "-f",
                      "json")["name"] == "Disk"
-    openstack(server, "image", "metadef", "object", "update", "--name", "Disk2", name, "Disk")
-    openstack(server, "image", "metadef", "object", "delete", name, "Disk2")
+    cli("image", "metadef", "object", "update", "--name", "Disk2", name, "Disk")
+    cli("image", "metadef", "object", "delete", name, "Disk2")
 
-    openstack(server, "image", "metadef", "resource", "type", "association", "create",
+    cli("image", "metadef", "resource", "type", "association", "create",
               "--prefix", "cli_", name, "CLI::Image")
-    assert [a["Name"] for a in openstack(server, "image", "metadef", "resource", "type",
+    assert [a["Name"] for a in cli("image", "metadef", "resource", "type",
                                          "association", "list", name, "-f", "json")] == [
         "CLI::Image"]
-    assert "CLI::Image" in [t["Name"] for t in openstack(
-        server, "image", "metadef", "resource", "type", "list", "-f", "json")]
-    openstack(server, "image", "metadef", "resource", "type", "association", "delete", name,
+    assert "CLI::Image" in [t["Name"] for t in cli(
+        "image", "metadef", "resource", "type", "list", "-f", "json")]
+    cli("image", "metadef", "resource", "type", "association", "delete", name,
               "CLI::Image")
 
-    openstack(server, "image", "metadef", "namespace", "set", "--tag", "a", "--tag", "b",
+    cli("image", "metadef", "namespace", "set", "--tag", "a", "--tag", "b",
               "--public", name)
-    openstack(server, "image", "metadef", "namespace", "unset", "--tag", "a", name)
-    assert [t["name"] for t in openstack(server, "image", "metadef", "namespace", "show", name,
+    cli("image", "metadef", "namespace", "unset", "--tag", "a", name)
+    assert [t["name"] for t in cli("image", "metadef", "namespace", "show", name,
                                          "-f", "json")["tags"]] == ["b"]
-    openstack(server, "image", "metadef", "namespace", "delete", name)
-    names = [n["namespace"] for n in openstack(server, "image", "metadef", "namespace", "list",
+    cli("image", "metadef", "namespace", "delete", name)
+    names = [n["namespace"] for n in cli("image", "metadef", "namespace", "list",
                                                "-f", "json")]
     assert name not in names
