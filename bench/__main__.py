@@ -93,12 +93,21 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--swift-uncached", action="store_true",
                    help="also streamd-swift-uncached: streamd's swift store with cached = false "
                         "(every download straight from Swift)")
+    p.add_argument("--transfer", action="store_true",
+                   help="also the transfer group: streamd-transfer against glanceclient and "
+                        "curl on a 10 GiB sparse image, 1/2/4 connections on a dense 2 GiB "
+                        "one, replication of 50 images from --glance-url (bench/transfergroup.py)")
+    p.add_argument("--transfer-only", action="store_true",
+                   help="the transfer group alone: --transfer, no file-store targets, static "
+                        "server or stages; --glance-url only as the replication source")
     args = p.parse_args(argv)
     quick = args.quick
     skip = set().union(*args.skip)
     if args.swift_only:
         skip |= {"streamd", "static", "stages", "zero", "qcow2"}
         args.glance_url = None
+    if args.transfer_only:
+        skip |= {"streamd", "static", "stages", "zero", "qcow2", "glance"}
     size = args.size if args.size is not None else parse_size(QUICK_SIZE if quick else FULL_SIZE)
     opts = Options(
         size=size,
@@ -121,6 +130,7 @@ def main(argv: list[str] | None = None) -> int:
         glance_swift_port=args.glance_swift_port,
         swift_uncached=args.swift_uncached,
         glance_swift_workers=args.glance_swift_workers,
+        transfer=args.transfer or args.transfer_only,
     )
     if opts.runs < 1:
         p.error("--runs must be at least 1")

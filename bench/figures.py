@@ -46,8 +46,10 @@ class Figure:
         return out
 
 
-# "x image" (bytes read from a store in image sizes), "bytes", "requests" (of the store)
-LOWER_IS_BETTER_UNITS = {"ms", "s", "MiB", "cpu s/GiB", "x image", "bytes", "requests"}
+# "x image" (bytes read from a store in image sizes), "bytes", "requests" (of the store),
+# "x data" (bytes on disk or moved, in sizes of the data a transfer had to move)
+LOWER_IS_BETTER_UNITS = {"ms", "s", "MiB", "cpu s/GiB", "x image", "bytes", "requests",
+                         "x data"}
 
 
 class Figures:

@@ -31,6 +31,11 @@ STREAMD_SWIFT_UNCACHED = "streamd-swift-uncached"  # the swift store with cached
 SWIFT_TARGETS = (SWIFT, STREAMD_SWIFT, STREAMD_SWIFT_UNCACHED, STREAMD_S3, GLANCE_SWIFT)
 SWIFT_RATIO_PREFIXES = (f"{STREAMD_SWIFT}/", f"{STREAMD_SWIFT_UNCACHED}/", f"{STREAMD_S3}/")
 CACHE_TARGETS = (STREAMD_SWIFT, GLANCE_SWIFT)  # the read-through cache's workloads (P1.4)
+# the transfer group (--transfer, bench/transfergroup.py): clients, not servers
+TRANSFER = "streamd-transfer"
+GLANCECLIENT = "glanceclient"
+CURL = "curl"
+TRANSFER_TARGETS = (TRANSFER, GLANCECLIENT, CURL)
 
 
 @dataclass(frozen=True)
@@ -234,6 +239,22 @@ CACHE_GOALS = [
 ]
 
 
+# the transfer client's goals (P2.2), judged when the transfer group ran; seconds, so
+# "N x faster" is the other client's time over streamd-transfer's
+TRANSFER_GOALS = [
+    Goal("transfer: 10 GiB virtual / 1 GiB data, download >= 5x faster than glanceclient",
+         ">=", 5.0, f"{GLANCECLIENT}:sparse.download", f"{TRANSFER}:sparse.download"),
+    Goal("transfer: the same, its disk use <= 1.1x the data (x data, worst run)", "<=", 1.1,
+         f"{TRANSFER}:sparse.download.disk"),
+    Goal("transfer: the same, upload >= 5x faster than glanceclient", ">=", 5.0,
+         f"{GLANCECLIENT}:sparse.upload", f"{TRANSFER}:sparse.upload"),
+    Goal("transfer: 20 ms delayed link, 4 connections >= 2x one (needs netem)", ">=", 2.0,
+         f"{TRANSFER}:delayed.download.c4", f"{TRANSFER}:delayed.download.c1"),
+    Goal("transfer: replication re-run moves 0 bytes", "==", 0,
+         f"{TRANSFER}:replicate.again.moved"),
+]
+
+
 def judge_all(figures: Figures) -> list[dict[str, Any]]:
     """The goals; the Swift group's only when it ran (a Swift-backed target has figures), the
     cache's when its workloads ran (``cold.*`` / ``hit.*`` figures)."""
@@ -243,4 +264,6 @@ def judge_all(figures: Figures) -> list[dict[str, Any]]:
     if any(n.startswith(("cold.", "hit.")) for t in CACHE_TARGETS
            for n in figures.by_target.get(t, {})):
         goals += CACHE_GOALS
+    if TRANSFER in figures.by_target:
+        goals += TRANSFER_GOALS
     return [g.judge(figures) for g in goals]

@@ -16,6 +16,7 @@ import shutil
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -26,6 +27,7 @@ from bench.inputs import Input, make_inputs, make_random
 from bench.machine import describe
 from bench.swiftgroup import SEGMENT_SIZE, SwiftGroup, limit_notes
 from bench.targets import StreamdServer, Target, glance_target, http_status
+from bench.transfergroup import GiB, TransferGroup
 from bench.workloads import Plan, TargetRun, cleanup_paged_images
 
 MiB = 1024 * 1024
@@ -55,6 +57,7 @@ class Options:
     glance_swift_port: int | None = None  # Glance on Swift; None: a free port
     swift_uncached: bool = False  # also streamd-swift-uncached (its swift store cached = false)
     glance_swift_workers: int = 2  # uWSGI processes of the Glance on Swift (the peer's 2)
+    transfer: bool = False  # the transfer client's group (bench/transfergroup.py)
 
 
 def _stamp() -> str:
@@ -71,14 +74,31 @@ def _start_swift_group(opts: Options, tmp: Path, session: str, random_input: Inp
                        segment_size=opts.swift_segment, glance_port=opts.glance_swift_port,
                        skip=opts.skip, concurrency=opts.concurrency, notes=notes,
                        uncached=opts.swift_uncached, glance_workers=opts.glance_swift_workers)
+    return group if _started("Swift", lambda: group.start(inp), group.stop, notes) else None
+
+
+def _start_transfer_group(opts: Options, tmp: Path, notes: list[str]) -> TransferGroup | None:
+    """streamd-transfer's server and inputs; None (with a note) when they cannot start."""
+    scale = 1 / 8 if opts.quick else 1.0  # --quick: 1.25 GiB virtual, 128 MiB of data
+    group = TransferGroup(tmp=tmp, python=opts.python, glance_url=opts.glance_url,
+                          virtual=int(10 * GiB * scale), data=int(GiB * scale),
+                          dense=int(2 * GiB * scale), images=8 if opts.quick else 50,
+                          notes=notes)
+    return group if _started("transfer", group.start, group.stop, notes) else None
+
+
+def _started(name: str, start: Callable[[], None], stop: Callable[[], None],
+             notes: list[str]) -> bool:
+    """Start a group; when it cannot (Swift not installed, a port taken, a client missing,
+    the disk full, …) stop what it started and say why in the notes: the rest still runs."""
     try:
-        group.start(inp)
-    except Exception as e:  # Swift not installed, a port taken, …: the rest still runs
-        group.stop()
-        notes.append(f"the Swift group did not run: {e}".splitlines()[0])
-        print(f"bench: the Swift group did not run:\n{e}", flush=True)
-        return None
-    return group
+        start()
+    except Exception as e:
+        stop()
+        notes.append(f"the {name} group did not run: {e}".splitlines()[0])
+        print(f"bench: the {name} group did not run:\n{e}", flush=True)
+        return False
+    return True
 
 
 def run(opts: Options, argv: list[str]) -> Path:
@@ -94,6 +114,7 @@ def run(opts: Options, argv: list[str]) -> Path:
     servers: list[StreamdServer] = []
     targets: list[Target] = []
     swift_group: SwiftGroup | None = None
+    transfer_group: TransferGroup | None = None
     try:
         print(f"bench: inputs of {opts.size / MiB:.0f} MiB in {tmp}", flush=True)
         inputs = make_inputs(tmp / "inputs", opts.size, {"zero", "qcow2"} - opts.skip)
@@ -152,6 +173,8 @@ def run(opts: Options, argv: list[str]) -> Path:
                 notes.append(f"Glance at {opts.glance_url} not answering (GET / -> {code})")
         if opts.swift:
             swift_group = _start_swift_group(opts, tmp, session, inputs["random"], notes)
+        if opts.transfer:
+            transfer_group = _start_transfer_group(opts, tmp, notes)
         chunks = None
         if "stages" not in opts.skip:
             chunks = stages.load_chunks(inputs["random"].path, min(opts.stage_bytes, opts.size))
@@ -174,6 +197,10 @@ def run(opts: Options, argv: list[str]) -> Path:
                 print(f"  {target.name} done in {time.monotonic() - t0:.0f} s", flush=True)
             if swift_group is not None:
                 swift_group.run(run_no, figures)
+            if transfer_group is not None:
+                t0 = time.monotonic()
+                transfer_group.run(run_no, figures)
+                print(f"  transfer group done in {time.monotonic() - t0:.0f} s", flush=True)
         if swift_group is not None:
             notes += limit_notes(figures, os.cpu_count() or 1)
     finally:
@@ -189,6 +216,8 @@ def run(opts: Options, argv: list[str]) -> Path:
             server.stop()
         if swift_group is not None:
             swift_group.stop()
+        if transfer_group is not None:
+            transfer_group.stop()
         shutil.rmtree(tmp, ignore_errors=True)
 
     meta = {
@@ -207,6 +236,8 @@ def run(opts: Options, argv: list[str]) -> Path:
         meta["targets"].update({t.name: t.url for t in swift_group.targets})
         if swift_group.swift is not None:
             meta["targets"]["swift"] = swift_group.swift.endpoint
+    if transfer_group is not None and transfer_group.server is not None:
+        meta["targets"]["streamd-transfer-server"] = transfer_group.server.url
     doc = report.build(meta, figures, notes)
     stem = f"bench-{_stamp()}{'-quick' if opts.quick else ''}"
     json_path = opts.out / f"{stem}.json"

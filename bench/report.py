@@ -8,8 +8,10 @@ from typing import Any
 
 from bench.figures import Figure, Figures
 from bench.goals import (
+    CURL,
     GLANCE,
     GLANCE_SWIFT,
+    GLANCECLIENT,
     STAGES,
     STATIC,
     STREAMD,
@@ -19,6 +21,8 @@ from bench.goals import (
     SWIFT,
     SWIFT_RATIO_PREFIXES,
     SWIFT_TARGETS,
+    TRANSFER,
+    TRANSFER_TARGETS,
     WORKERS,
     XXH3,
     judge_all,
@@ -121,7 +125,7 @@ def markdown(doc: dict[str, Any], figures: Figures) -> str:
     if main:
         out += _table(figures, main, targets, runs, ratio_cols)
     else:
-        out.append("(none: only the Swift group ran)")
+        out.append("(none: only the Swift or transfer group ran)")
     cost = _names(figures, targets, lambda n: n.endswith(COST_SUFFIXES))
     if cost:
         out += ["", "### Cost: server peak RSS, CPU per GiB; latencies", ""]
@@ -144,6 +148,7 @@ def markdown(doc: dict[str, Any], figures: Figures) -> str:
         for name, fig in figures.by_target[STAGES].items():
             out.append(f"| {name} | {_cell(fig, runs)} |")
     out += _swift_section(figures, runs)
+    out += _transfer_section(figures, runs)
     other = [r for r in doc["ratios"] if r["value"] is not None
              and not r["name"].startswith(("streamd/glance", "streamd/static",
                                            *SWIFT_RATIO_PREFIXES))]
@@ -157,6 +162,22 @@ def markdown(doc: dict[str, Any], figures: Figures) -> str:
     if doc["notes"]:
         out += ["", "### Notes", ""] + [f"- {n}" for n in doc["notes"]]
     return "\n".join(out) + "\n"
+
+
+def _transfer_section(figures: Figures, runs: int) -> list[str]:
+    """The transfer group: streamd-transfer, glanceclient and curl as a host runs them."""
+    targets = [t for t in TRANSFER_TARGETS if t in figures.by_target]
+    if TRANSFER not in targets:
+        return []
+    cols = [(f"{b}/{a}", b, a) for a, b in ((TRANSFER, GLANCECLIENT), (TRANSFER, CURL))
+            if b in targets]
+    out = ["", "### Transfer client: streamd-transfer, glanceclient, curl (one process each)",
+           "", "Seconds are a client's wall time (its start-up included); `x data` is bytes on "
+           "disk or moved over the data there was to move; `glanceclient/streamd-transfer` "
+           "on a time is how many times faster streamd-transfer was.", ""]
+    names = _names(figures, targets, lambda n: True)
+    out += _table(figures, names, targets, runs, cols)
+    return out
 
 
 def _swift_section(figures: Figures, runs: int) -> list[str]:

@@ -89,9 +89,12 @@ class StreamdServer:
         transfers_only: bool = False,
         ranges: bool = False,
         tls: bool = False,
+        host: str = "127.0.0.1",
+        argv_prefix: tuple[str, ...] = (),
     ) -> None:
         """``tls``: serve https with a certificate from a throwaway trustme CA, whose PEM
-        the target's clients verify with (``Target.ca_file``)."""
+        the target's clients verify with (``Target.ca_file``). ``argv_prefix``: what the
+        server runs under (``ip netns exec NS`` with ``host`` an address of that namespace)."""
         self.name = name
         self.uploads_only = uploads_only
         self.transfers_only = transfers_only
@@ -100,7 +103,9 @@ class StreamdServer:
         self.env = env or {}
         self.python = python
         self.port = free_port()
-        self.url = f"{'https' if tls else 'http'}://127.0.0.1:{self.port}"
+        self.host = host
+        self.argv_prefix = list(argv_prefix)
+        self.url = f"{'https' if tls else 'http'}://{host}:{self.port}"
         self.ca_file = str(data_dir.parent / f"{name}-ca.pem") if tls else None
         self.log_path = data_dir.parent / f"{name}.log"
         self.proc: subprocess.Popen[bytes] | None = None
@@ -108,8 +113,8 @@ class StreamdServer:
     def start(self) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         env = {**os.environ, **self.env, **self._tls_env()}
-        argv = [self.python, "-m", "streamd", "serve", "--bind", f"127.0.0.1:{self.port}",
-                "--data-dir", str(self.data_dir)]
+        argv = [*self.argv_prefix, self.python, "-m", "streamd", "serve",
+                "--bind", f"{self.host}:{self.port}", "--data-dir", str(self.data_dir)]
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(argv, cwd=REPO, env=env, stdout=log, stderr=log,
                                          stdin=subprocess.DEVNULL)
