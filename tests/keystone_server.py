@@ -16,6 +16,7 @@ users with roles, tokens, the image service in the catalog.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import subprocess
@@ -42,6 +43,17 @@ def ensure_keystone_venv(venv: Path = KEYSTONE_VENV) -> Path:
     stamp = venv / (".streamd-" + "-".join(KEYSTONE_REQUIREMENTS).replace("==", "-"))
     if stamp.exists():
         return venv
+    # the test processes (pytest-xdist) each start a Keystone: one installs, the others
+    # wait for it here (two pips in one venv at once broke each other on a fresh clone)
+    venv.parent.mkdir(parents=True, exist_ok=True)
+    with open(venv.parent / f".{venv.name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not stamp.exists():
+            _install_keystone(venv, stamp)
+    return venv
+
+
+def _install_keystone(venv: Path, stamp: Path) -> None:
     python = shutil.which("python3") or sys.executable
     if not (venv / "bin" / "python").exists():
         subprocess.run([python, "-m", "venv", str(venv)], check=True)
@@ -52,7 +64,6 @@ def ensure_keystone_venv(venv: Path = KEYSTONE_VENV) -> Path:
             raise RuntimeError(f"pip install {' '.join(args)} into {venv} failed:\n"
                                f"{done.stderr[-3000:]}")
     stamp.touch()
-    return venv
 
 
 def _free_port() -> int:
