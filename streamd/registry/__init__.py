@@ -12,7 +12,13 @@ from streamd.registry.records import (
     Usage,
     Viewer,
 )
-from streamd.registry.schema import SchemaOutOfDate, ensure_current, make_engine, upgrade
+from streamd.registry.schema import (
+    SchemaOutOfDate,
+    ensure_current,
+    make_engine,
+    make_loop_engine,
+    upgrade,
+)
 from streamd.registry.usage import project_usage
 
 __all__ = [
@@ -31,6 +37,7 @@ __all__ = [
     "Viewer",
     "ensure_current",
     "make_engine",
+    "make_loop_engine",
     "project_usage",
     "upgrade",
     "utcnow",

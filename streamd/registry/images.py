@@ -226,9 +226,12 @@ def _after(marker: ImageRecord, sort: Sequence[tuple[str, str]]) -> sa.ColumnEle
 class ImageRegistry:
     """The images tables behind one engine. ``clock`` gives created_at/updated_at."""
 
-    def __init__(self, engine: sa.Engine, clock: Callable[[], dt.datetime] = utcnow) -> None:
+    def __init__(self, engine: sa.Engine, clock: Callable[[], dt.datetime] = utcnow, *,
+                 loop_engine: sa.Engine | None = None) -> None:
+        """``loop_engine``: where ``get_in_loop`` reads (``schema.make_loop_engine``)."""
         self.engine = engine
         self.clock = clock
+        self.loop_engine = loop_engine
 
     @contextmanager
     def _connection(self, *, write: bool = False) -> Iterator[sa.Connection]:
@@ -244,6 +247,21 @@ class ImageRegistry:
             if row is None:
                 raise NotFound(f"No image found with ID {image_id}")
             return self._records(conn, [row])[0]
+
+    def get_in_loop(self, image_id: str) -> ImageRecord | None:
+        """``get`` without waiting, for the event loop: the record, NotFound, or None when
+        it cannot be read here and now (no loop engine; the database locked, or any other
+        error, which ``get`` in a worker thread meets and reports the usual way)."""
+        if self.loop_engine is None:
+            return None
+        try:
+            with self.loop_engine.connect() as conn:
+                row = conn.execute(_BY_ID, {"id": image_id}).first()
+                if row is None:
+                    raise NotFound(f"No image found with ID {image_id}")
+                return self._records(conn, [row])[0]
+        except sa.exc.SQLAlchemyError:
+            return None
 
     def list(self, query: ImageQuery) -> list[ImageRecord]:
         """One page of images in the query's order, after the marker, visible to the viewer."""

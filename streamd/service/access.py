@@ -24,6 +24,8 @@ async def membership(rt: Runtime, ctx: RequestContext, image: ImageRecord) -> Me
 
 async def visible_image(rt: Runtime, ctx: RequestContext, image_id: str) -> ImageRecord:
     """The image, if the caller may see it; NotFound (as for a missing image) otherwise."""
-    image = await rt.db(rt.registry.get, image_id)
+    image = rt.registry.get_in_loop(image_id)  # SQLite, when that needs no wait
+    if image is None:
+        image = await rt.db(rt.registry.get, image_id)
     policy.ensure_visible(ctx, image, await membership(rt, ctx, image))
     return image

@@ -31,6 +31,7 @@ from streamd.registry import (
     MemberRegistry,
     ensure_current,
     make_engine,
+    make_loop_engine,
     utcnow,
 )
 from streamd.registry.tasks import TaskRegistry
@@ -126,6 +127,7 @@ entries and fills. On exit the import jobs are cancelled
     """
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     engine = make_engine(settings.registry_url, connections=settings.db_threads)
+    loop_engine = make_loop_engine(settings.registry_url)
     try:
         limiter = trio.CapacityLimiter(settings.db_threads)
         await trio.to_thread.run_sync(
@@ -133,7 +135,7 @@ entries and fills. On exit the import jobs are cancelled
         )
         io_limiter = trio.CapacityLimiter(settings.io_threads)
         stores = await open_stores(settings, io_limiter, reap=primary)
-        images = ImageRegistry(engine)
+        images = ImageRegistry(engine, loop_engine=loop_engine)
         leases = NodeLeases(LeaseRegistry(engine, clock=clock), images, node=settings.node,
                             ttl=settings.lease_ttl, nursery=nursery, limiter=limiter)
         rt = Runtime(
@@ -165,3 +167,5 @@ entries and fills. On exit the import jobs are cancelled
             await stores.aclose()
     finally:
         engine.dispose()
+        if loop_engine is not None:
+            loop_engine.dispose()
