@@ -32,14 +32,6 @@ def json_response(body: Any, status: int = 200, headers: dict[str, str] | None =
                     headers=headers)
 
 
-def location(url: str) -> str:
-    """``url`` fit for a ``Location`` header: a header value is printable ASCII, and h11
-    refuses to send anything else (the response would die as a 500 with no body), so what a
-    caller named (a metadefs namespace may hold any Unicode, tabs and control characters
-    included) goes out percent-encoded as UTF-8; printable ASCII stays as it is."""
-    return quote(url, safe="".join(chr(c) for c in range(0x21, 0x7f)))
-
-
 def path_segment(text: str) -> str:
     """``text`` as one segment of a URL path: ``/``, ``?``, ``#``, ``%`` … encoded too."""
     return quote(text, safe="")

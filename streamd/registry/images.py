@@ -243,10 +243,13 @@ class ImageRegistry:
 
     def get(self, image_id: str) -> ImageRecord:
         with self._connection() as conn:
-            row = conn.execute(_BY_ID, {"id": image_id}).first()
-            if row is None:
-                raise NotFound(f"No image found with ID {image_id}")
-            return self._records(conn, [row])[0]
+            return self._get(conn, image_id)
+
+    def _get(self, conn: sa.Connection, image_id: str) -> ImageRecord:
+        row = conn.execute(_BY_ID, {"id": image_id}).first()
+        if row is None:
+            raise NotFound(f"No image found with ID {image_id}")
+        return self._records(conn, [row])[0]
 
     def get_in_loop(self, image_id: str) -> ImageRecord | None:
         """``get`` without waiting, for the event loop: the record, NotFound, or None when
@@ -256,10 +259,7 @@ class ImageRegistry:
             return None
         try:
             with self.loop_engine.connect() as conn:
-                row = conn.execute(_BY_ID, {"id": image_id}).first()
-                if row is None:
-                    raise NotFound(f"No image found with ID {image_id}")
-                return self._records(conn, [row])[0]
+                return self._get(conn, image_id)
         except sa.exc.SQLAlchemyError:
             return None
 
