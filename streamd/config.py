@@ -183,7 +183,8 @@ class Settings:
     # Python, as over TLS and HTTP/2
     zero_copy: bool = True
     # bytes handed to one os.sendfile window of a zero-copy download; the next window's
-    # read-ahead is started while this one goes out
+    # read-ahead is started while this one goes out (page-cached bytes: up to 8 windows at
+    # once, streamd.http.data.CACHED_WINDOWS)
     sendfile_window: int = 8 * MiB
     # native TLS: certificate chain and key (PEM) of the API; with tls_ca_certs, clients
     # must present a certificate signed by one of those CAs. ALPN offers HTTP/1.1 only:

@@ -57,6 +57,8 @@ from streamd.service.runtime import Runtime
 log = logging.getLogger(__name__)
 
 FILE_PATH = re.compile(r"/v2/images/(?P<image_id>[^/]+)/file")
+# windows sent by one sendfile when their bytes are all in the page cache (``_send_file``)
+CACHED_WINDOWS = 8
 
 
 class PreconditionFailed(StreamdError):
@@ -156,20 +158,29 @@ async def _send_file(
     Windows, not one call: the server sends each window whole before it looks at anything
     else, so a window bounds how late a disconnect is noticed; and while one goes out the
     kernel is already reading the next (``will_need``), so a file that is not in the page
-    cache does not stall every window on the disk.
+    cache does not stall every window on the disk. Bytes already in the page cache (a boot
+    storm) go ``CACHED_WINDOWS`` windows at a time: each window is a trip to a worker
+    thread and back, and while the thread is away the socket drains. Measured, 8 clients
+    downloading 8 cached 1 GiB images at once, alternating servers, 12 runs each (AMD, 2
+    cores, a noisy host): one window per call 1725-3406 MiB/s (median 2205) at 0.35-0.69
+    server CPU-s/GiB; up to 8 windows per call 1970-3621 (median 2833) at 0.31-0.55. A cold
+    file still goes a window at a time (one download after drop_caches: 493-972 MiB/s
+    either way, no difference seen through the noise).
     """
     position, end = offset, offset + length
     file.will_need(position, min(window, length))
+    reached_last = False
     async with trio.open_nursery() as nursery:
         nursery.start_soon(_cancel_on_disconnect, receive, nursery.cancel_scope)
         # OSError: the server found the client gone before its http.disconnect came here
         with contextlib.suppress(OSError):
-            while end - position > window:
-                file.will_need(position + window, min(window, end - position - window))
-                await response.sendfile(file, position, window, more=True)
-                position += window
+            while (step := _step(file, position, end, window)) < end - position:
+                file.will_need(position + step, min(window, end - position - step))
+                await response.sendfile(file, position, step, more=True)
+                position += step
+            reached_last = True
         nursery.cancel_scope.cancel()
-    if end - position > window:
+    if not reached_last:
         return position - offset  # the client went away
     # the last window ends the response, outside the watch: a client that has it all may
     # go away before the call returns, and that is no reason to count it short
@@ -178,6 +189,15 @@ async def _send_file(
     except OSError:
         return position - offset
     return length
+
+
+def _step(file: OpenFile, position: int, end: int, window: int) -> int:
+    """The bytes of the next ``sendfile``: one window, or up to ``CACHED_WINDOWS`` of them
+    when the page cache holds both ends of that span."""
+    span = min(end - position, window * CACHED_WINDOWS)
+    if span > window and file.cached(position, span):
+        return span
+    return window
 
 
 async def _stream(

@@ -20,6 +20,7 @@ import pytest
 import trio
 from hypercorn.protocol.http_stream import ASGIHTTPState
 
+from streamd.http import data
 from streamd.http.data import _send_file
 from streamd.http.rawasgi import Response
 from streamd.hypercorn_h11 import ClientDisconnected, _FileBody, _zero_copy_send
@@ -56,6 +57,13 @@ class _Stream:
 
 async def _never(message: Any) -> None:
     raise AssertionError(f"not a zerocopysend: {message}")
+
+
+@pytest.fixture(autouse=True)
+def one_window_per_call(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The file below is in the page cache, where ``_send_file`` would send up to
+    ``CACHED_WINDOWS`` windows per call; these tests count single windows."""
+    monkeypatch.setattr(data, "CACHED_WINDOWS", 1)
 
 
 @pytest.fixture
@@ -122,3 +130,36 @@ async def test_a_client_that_hangs_up_with_every_byte_got_them_all(image: OpenFi
     response = Response(_zero_copy_send(stream, _never))  # type: ignore[arg-type]
     sent = await _send_file(image, 0, image.size, _never_disconnects, response, window=WINDOW)
     assert sent == image.size  # a whole download, not "client gone"
+
+
+@pytest.mark.parametrize("windows", [1, 4])
+async def test_cached_bytes_go_several_windows_per_call(
+        image: OpenFile, monkeypatch: pytest.MonkeyPatch, windows: int) -> None:
+    """In the page cache, each call carries up to ``CACHED_WINDOWS`` windows; the last
+    call ends the response with what is left."""
+    monkeypatch.setattr(data, "CACHED_WINDOWS", windows)
+    stream = _Stream(fail_at=-1)
+    response = Response(_zero_copy_send(stream, _never))  # type: ignore[arg-type]
+    sent = await _send_file(image, 0, image.size, _never_disconnects, response, window=WINDOW)
+    assert sent == image.size
+    span = windows * WINDOW
+    expected = [(o, min(span, image.size - o)) for o in range(0, image.size, span)]
+    assert [(b.offset, b.count) for b in stream.bodies] == expected
+    assert stream.ended
+
+
+async def test_bytes_not_in_the_page_cache_go_one_window_per_call(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where the span's last byte is not cached, a window at a time (each read ahead while
+    the one before goes out)."""
+    monkeypatch.setattr(data, "CACHED_WINDOWS", 8)
+    path = tmp_path / "image"
+    path.write_bytes(os.urandom(10 * WINDOW + 7))
+    with OpenFile(os.open(path, os.O_RDONLY), path.stat().st_size) as image:
+        monkeypatch.setattr(image, "cached", lambda offset, length: False)
+        stream = _Stream(fail_at=-1)
+        response = Response(_zero_copy_send(stream, _never))  # type: ignore[arg-type]
+        sent = await _send_file(image, 0, image.size, _never_disconnects, response,
+                                window=WINDOW)
+    assert sent == image.size
+    assert [b.count for b in stream.bodies] == [WINDOW] * 10 + [7]

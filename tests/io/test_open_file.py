@@ -1,5 +1,6 @@
 """``OpenFile.will_need``: the read-ahead hint is given for pages not in the page cache and
 skipped for pages that are (its cost in a boot storm, where every window is cached).
+``OpenFile.cached`` says the same of a range's two ends.
 
 The evicted case drops the file's clean pages with ``POSIX_FADV_DONTNEED``; only the file's
 last page is probed to see that, since an ``RWF_NOWAIT`` read of a missing page starts
@@ -58,6 +59,18 @@ def test_evicted_range_is_advised(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
         pytest.fail("the page cache kept the file's pages: the probe cannot be shown here")
     calls = _advised(monkeypatch)
     with OpenFile(fd, 4 * MiB) as file:
+        assert not file.cached(MiB, 3 * MiB)  # its last byte is the evicted last page
         file.will_need(MiB, 2 * MiB)
         file.will_need(0, 0)  # nothing to read: no hint
     assert calls == [(MiB, 2 * MiB, os.POSIX_FADV_WILLNEED)]
+
+
+def test_cached_says_whether_both_ends_are_in_the_page_cache(tmp_path: Path) -> None:
+    path = tmp_path / "image"
+    path.write_bytes(os.urandom(4 * MiB))
+    path.read_bytes()
+    with OpenFile(os.open(path, os.O_RDONLY), 4 * MiB) as file:
+        assert file.cached(0, 4 * MiB)
+        assert file.cached(MiB, 1)
+        assert not file.cached(0, 0)  # an empty range has no bytes to send
+        assert not file.cached(3 * MiB, 2 * MiB)  # its last byte is past the end
