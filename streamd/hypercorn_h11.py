@@ -312,7 +312,7 @@ async def _sendfile(sock: Any, fd: int, offset: int, count: int) -> bool:
     A window of at most ``_INLINE_MAX`` bytes whose ends are in the page cache is first
     offered to the socket from the event loop; the thread sends only what did not fit.
     """
-    if count <= _INLINE_MAX and _cached(fd, offset, count):
+    if count <= _INLINE_MAX and posix.range_cached(fd, offset, count):
         # most often the socket buffer has room for all of it: one call, no thread
         await trio.lowlevel.checkpoint_if_cancelled()
         try:
@@ -345,14 +345,6 @@ async def _sendfile(sock: Any, fd: int, offset: int, count: int) -> bool:
     if error is not None:
         raise error
     return complete
-
-
-def _cached(fd: int, offset: int, count: int) -> bool:
-    """Whether the first and last bytes of the range are in the page cache: then
-    ``os.sendfile`` of it will not wait for the disk, which in the event loop would stall
-    every connection. Pages between them may have been evicted on their own; that costs
-    one slow call, not a wrong byte."""
-    return posix.byte_cached(fd, offset) and posix.byte_cached(fd, offset + count - 1)
 
 
 async def _stop_on_cancel(stop: threading.Event) -> None:

@@ -176,6 +176,14 @@ def byte_cached(fd: int, offset: int) -> bool:
         return False
 
 
+def range_cached(fd: int, offset: int, length: int) -> bool:
+    """Whether the first and last bytes of ``[offset, offset + length)`` are in the page
+    cache: then the range most likely is (pages between may have been evicted on their
+    own; that costs one slow call, not a wrong byte), and a ``sendfile`` of it will not
+    wait for the disk page by page. False for an empty range."""
+    return length > 0 and byte_cached(fd, offset) and byte_cached(fd, offset + length - 1)
+
+
 def is_zero(data: memoryview) -> bool:
     """True if every byte of ``data`` is zero (one ``memcmp`` per MiB).
 

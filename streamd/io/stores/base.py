@@ -183,12 +183,8 @@ class OpenFile:
             os.posix_fadvise(fd, offset, length, os.POSIX_FADV_WILLNEED)
 
     def cached(self, offset: int, length: int) -> bool:
-        """Whether the first and last bytes of ``[offset, offset + length)`` are in the page
-        cache (two one-byte ``RWF_NOWAIT`` reads): then the range most likely is, and one
-        ``sendfile`` of all of it will not wait for the disk page by page."""
-        fd = self.fileno()
-        return (length > 0 and posix.byte_cached(fd, offset)
-                and posix.byte_cached(fd, offset + length - 1))
+        """Whether the page cache holds the range's ends (``posix.range_cached``)."""
+        return posix.range_cached(self.fileno(), offset, length)
 
     def close(self) -> None:
         """Never blocks (a local file); safe to call twice, and while cancelled."""
