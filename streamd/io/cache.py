@@ -401,6 +401,15 @@ class ImageCache:
                     with trio.CancelScope(shield=True):  # once renamed, it is recorded
                         await self.calls.io("write", posix.publish, fill.path,
                                             self.root / fill.image_id)
+                        if fill.scope.cancel_called:
+                            # cancelled (cache cleared, image dropped) while the rename
+                            # and its directory sync ran in their thread: undo it here,
+                            # in the loop, before a new fill of the image can publish (if
+                            # one did meanwhile, its entry now names these same bytes)
+                            if fill.image_id not in self.entries:
+                                with contextlib.suppress(FileNotFoundError):
+                                    os.unlink(self.root / fill.image_id)
+                            return
                         self._serial += 1
                         now = self.clock()
                         self.entries[fill.image_id] = CacheEntry(

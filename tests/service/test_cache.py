@@ -412,25 +412,27 @@ async def test_prefetcher_and_cleaner_on_a_mock_clock(
         assert stalled.id not in c.entries and queued.id in c.entries
 
 
-async def test_a_fill_cleared_while_it_syncs_is_not_published(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize("held", ["truncate_and_sync", "publish"])
+async def test_a_fill_cleared_while_it_commits_is_not_published(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, held: str
 ) -> None:
-    """``DELETE /v2/cache`` while a fill has every byte and is syncing its file (in a
-    thread): the fill is cancelled, not published; the cache stays empty (glanceclient's
-    cache test saw the entry come back after ``cache.clear("both")``)."""
+    """``DELETE /v2/cache`` while a fill has every byte and is syncing its file, or renaming
+    it and syncing the directory (in a thread): the fill is not published, or its rename is
+    undone; the cache stays empty (glanceclient's cache test saw the entry come back after
+    ``cache.clear("both")``, first in the sync, then in the rename)."""
     import threading
 
     from streamd.io import posix
 
-    syncing, release = threading.Event(), threading.Event()
-    real_sync = posix.truncate_and_sync
+    inside, release = threading.Event(), threading.Event()
+    real = getattr(posix, held)
 
-    def held_sync(fd: int, size: int) -> None:
-        syncing.set()
+    def held_call(*args: object) -> None:
+        inside.set()
         release.wait(10)
-        real_sync(fd, size)
+        real(*args)
 
-    monkeypatch.setattr(posix, "truncate_and_sync", held_sync)
+    monkeypatch.setattr(posix, held, held_call)
     data = random.Random(9).randbytes(SIZE)
     async with runtime(tmp_path, MemoryStore("mem")) as rt, periodic.periodic_jobs(rt):
         assert rt.cache is not None
@@ -438,16 +440,20 @@ async def test_a_fill_cleared_while_it_syncs_is_not_published(
         c = rt.cache.cache
         c.queue(record.id)
         rt.cache.wake_prefetcher()  # as PUT /v2/cache/{id}
-        assert await trio.to_thread.run_sync(syncing.wait, 10)
+        assert await trio.to_thread.run_sync(inside.wait, 10)
         fill = c.fills[record.id]
-        assert fill.written == SIZE  # every byte in: only the sync is left
+        assert fill.written == SIZE  # every byte in: only the commit is left
         await c.clear(entries=True, queue=True)
         release.set()
         await fill.done.wait()
         assert c.entries == {} and c.queued == [] and c.fills == {}
         assert sorted(p.name for p in c.root.iterdir() if p.name != INDEX
                       and not p.name.startswith(".")) == []
+        monkeypatch.setattr(posix, held, real)
         assert await read(rt, record) == data  # from the store, and cached anew
+        await settled(rt)
+        assert list(c.entries) == [record.id]
+        assert (c.root / record.id).read_bytes() == data
 
 
 async def test_an_image_dequeued_while_the_prefetcher_looks_it_up_is_not_filled(
