@@ -125,3 +125,75 @@ async def test_a_file_shorter_than_the_window_is_reported(image: tuple[int, byte
         offset = len(data) - 10
         assert not await _sendfile(server, fd, offset, 100)  # the response cannot be whole
         assert _receive(peer, 10) == data[offset:]
+
+
+# -- the worker thread's blocking socket ---------------------------------------------------------
+
+
+async def test_the_thread_leaves_the_socket_non_blocking(image: tuple[int, bytes]) -> None:
+    """The thread makes the socket blocking for its sends; trio gets it back non-blocking."""
+    fd, data = image
+    server, peer = _connected(64 * KiB)
+    with server, peer:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(trio.to_thread.run_sync, _receive, peer, 3 * _INLINE_MAX)
+            assert await _sendfile(server, fd, 0, 3 * _INLINE_MAX)
+        assert _threaded()
+        assert not os.get_blocking(server.fileno())  # trio's reads never wait in the kernel
+
+
+async def test_a_read_while_the_thread_waits_for_room_does_not_hold_the_event_loop(
+        image: tuple[int, bytes]) -> None:
+    """While the thread waits on a peer that reads nothing, trio reads the same socket (as
+    hypercorn does, for a pipelined request or the client's close): the read waits without
+    holding the event loop, and gets what the peer sends."""
+    fd, data = image
+    server, peer = _connected(64 * KiB)
+    with server, peer:
+        gaps: list[float] = []
+        got: list[bytes] = []
+
+        async def ticker(done: trio.Event) -> None:
+            last = trio.current_time()
+            while not done.is_set():
+                await trio.sleep(0.005)
+                now = trio.current_time()
+                gaps.append(now - last)
+                last = now
+
+        async def read_meanwhile(sending: trio.Event) -> None:
+            await trio.sleep(0.1)  # the thread is blocked in the kernel by now
+            got.append(await server.recv(100))
+            sending.set()
+
+        done, read = trio.Event(), trio.Event()
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(ticker, done)
+            nursery.start_soon(read_meanwhile, read)
+
+            async def peer_side() -> None:
+                await trio.sleep(0.3)
+                await trio.to_thread.run_sync(peer.sendall, b"GET / HTTP/1.1\r\n")
+                await read.wait()
+                received = await trio.to_thread.run_sync(_receive, peer, 3 * _INLINE_MAX)
+                assert received == data[: 3 * _INLINE_MAX]
+
+            nursery.start_soon(peer_side)
+            assert await _sendfile(server, fd, 0, 3 * _INLINE_MAX)
+            done.set()
+        assert got == [b"GET / HTTP/1.1\r\n"]
+        assert max(gaps) < 0.1, max(gaps)  # a few clock ticks at most, never the send
+        assert not os.get_blocking(server.fileno())
+
+
+async def test_a_cancel_stops_a_thread_that_waits_for_room(image: tuple[int, bytes]) -> None:
+    """A client that stops reading, then the download cancelled (client gone, shutdown): the
+    thread sees it within the send timeout, and the socket is non-blocking again."""
+    fd, _ = image
+    server, peer = _connected(64 * KiB)
+    with server, peer:
+        with trio.move_on_after(0.3) as scope:
+            await _sendfile(server, fd, 0, 4 * _INLINE_MAX)
+        assert scope.cancelled_caught
+        assert trio.current_time() - scope.deadline < 1.0  # _POLL_MS, with room for a slow host
+        assert not os.get_blocking(server.fileno())
