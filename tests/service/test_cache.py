@@ -424,12 +424,14 @@ async def test_a_fill_cleared_while_it_commits_is_not_published(
 
     from streamd.io import posix
 
-    inside, release = threading.Event(), threading.Event()
+    armed, inside, release = threading.Event(), threading.Event(), threading.Event()
     real = getattr(posix, held)
 
     def held_call(*args: object) -> None:
-        inside.set()
-        release.wait(10)
+        if armed.is_set():  # the fill's call, not the upload's or the index's
+            armed.clear()
+            inside.set()
+            release.wait(10)
         real(*args)
 
     monkeypatch.setattr(posix, held, held_call)
@@ -438,6 +440,7 @@ async def test_a_fill_cleared_while_it_commits_is_not_published(
         assert rt.cache is not None
         record = await new_image(rt, data)
         c = rt.cache.cache
+        armed.set()
         c.queue(record.id)
         rt.cache.wake_prefetcher()  # as PUT /v2/cache/{id}
         assert await trio.to_thread.run_sync(inside.wait, 10)
