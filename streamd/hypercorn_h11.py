@@ -423,4 +423,3 @@ def install(*, zero_copy: bool, header_timeout: float) -> None:
     StreamdH11Protocol.header_timeout = header_timeout
     hypercorn.protocol.H11Protocol = StreamdH11Protocol  # type: ignore[misc]
     hypercorn.trio.run.TCPServer = ZeroCopyTCPServer  # type: ignore[misc]
-
