@@ -132,7 +132,7 @@ async def test_a_file_shorter_than_the_window_is_reported(image: tuple[int, byte
 
 async def test_the_thread_leaves_the_socket_non_blocking(image: tuple[int, bytes]) -> None:
     """The thread makes the socket blocking for its sends; trio gets it back non-blocking."""
-    fd, data = image
+    fd, _ = image
     server, peer = _connected(64 * KiB)
     with server, peer:
         async with trio.open_nursery() as nursery:
@@ -161,10 +161,10 @@ async def test_a_read_while_the_thread_waits_for_room_does_not_hold_the_event_lo
                 gaps.append(now - last)
                 last = now
 
-        async def read_meanwhile(sending: trio.Event) -> None:
+        async def read_meanwhile(read_done: trio.Event) -> None:
             await trio.sleep(0.1)  # the thread is blocked in the kernel by now
             got.append(await server.recv(100))
-            sending.set()
+            read_done.set()
 
         done, read = trio.Event(), trio.Event()
         async with trio.open_nursery() as nursery:
