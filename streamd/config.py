@@ -164,8 +164,10 @@ class Settings:
     # image_cache_max_size default), how long a fill may make no progress before the
     # cleaner cancels it (Glance's image_cache_stall_time), the seconds between passes of
     # the cleaner, the pruner and the prefetcher (queued images, at most
-    # cache_prefetch_concurrency fills at once), and whether a ranged read of an image not
-    # cached yet starts a fill of the whole image
+    # cache_prefetch_concurrency fills at once), whether a ranged read of an image not
+    # cached yet starts a fill of the whole image, and how many ranged reads of
+    # cache_fill_piece bytes a fill runs at once (streamd.io.striped: one store GET is not
+    # the most a store gives)
     cache_dir: Path | None = None
     cache_max_size: int = 10 * GiB
     cache_stall_time: float = 86400.0
@@ -174,6 +176,8 @@ class Settings:
     cache_prefetch_interval: float = 300.0
     cache_prefetch_concurrency: int = 2
     cache_fill_on_range: bool = True
+    cache_fill_streams: int = 2
+    cache_fill_piece: int = 64 * MiB
     # server
     # the ASGI server: "hypercorn", or "anycorn" (a hypercorn fork on AnyIO; metadata requests
     # cost 25..40 % more there; bench/results/README.md has the table)
@@ -394,6 +398,10 @@ def _check(s: Settings) -> None:
             raise bad(name, "must be positive")
     if not 1 <= s.cache_prefetch_concurrency <= 64:
         raise bad("cache_prefetch_concurrency", "must be between 1 and 64")
+    if not 1 <= s.cache_fill_streams <= 16:
+        raise bad("cache_fill_streams", "must be between 1 and 16")
+    if not 1 * MiB <= s.cache_fill_piece <= 4 * GiB:
+        raise bad("cache_fill_piece", "must be between 1048576 and 4294967296 bytes")
     if s.node_id is not None and not (0 < len(s.node_id) <= 255 and s.node_id.isprintable()):
         raise bad("node_id", "must be 1 to 255 printable characters (or unset: host name and "
                   "a digest of data_dir)")

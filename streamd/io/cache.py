@@ -61,6 +61,7 @@ import xxhash
 from streamd.io import posix
 from streamd.io.errors import StoreError
 from streamd.io.stores.base import OpenFile
+from streamd.io.striped import RangeSource, copy_striped
 from streamd.units import KiB, MiB
 
 log = logging.getLogger(__name__)
@@ -72,11 +73,14 @@ READ_CHUNK = 512 * KiB  # a reader's buffer: as the file store's reads
 # stores' 512 KiB chunks, per fill (a reader further behind reads the file)
 RECENT_BYTES = 8 * MiB
 # a fill's reservation is the image's size: the file is written sparse-free, whole
+# a fill reads its store with FILL_STREAMS ranged reads at once, FILL_PIECE bytes each
+# (``streamd.io.striped``); an image of one piece or less is one read
+FILL_STREAMS = 2
+FILL_PIECE = 64 * MiB
 
 # (event, image_id, bytes): "start", then one of "complete", "cancelled", "failed",
 # "mismatch" per fill; "evict" per entry evicted; "uncached" per fill refused for room
 EventHook = Callable[[str, str, int], None]
-ChunkSource = Callable[[], AsyncIterator[memoryview | bytes]]
 
 
 class CacheBusy(Exception):
@@ -140,13 +144,14 @@ class Fill:
         self._changed.set()
         self._changed = trio.Event()
 
-    def _written(self, data: bytes) -> None:
-        """``data`` is in the file at ``written``: keep it for readers, tell them."""
-        self._recent.append((self.written, data))
+    def _advanced(self, written: int, data: bytes) -> None:
+        """The file holds every byte up to ``written`` now, the last of them ``data``: keep
+        it for readers, tell them."""
+        self._recent.append((written - len(data), data))
         self._recent_bytes += len(data)
         while self._recent_bytes > RECENT_BYTES and len(self._recent) > 1:
             self._recent_bytes -= len(self._recent.popleft()[1])
-        self.written += len(data)
+        self.written = written
         self._notify()
 
     def _recent_at(self, position: int, end: int) -> bytes | None:
@@ -229,8 +234,11 @@ class ImageCache:
 
     def __init__(self, root: Path, max_size: int, *, nursery: trio.Nursery,
                  limiter: trio.CapacityLimiter | None, clock: Callable[[], float],
-                 on_event: EventHook, read_chunk: int = READ_CHUNK) -> None:
+                 on_event: EventHook, read_chunk: int = READ_CHUNK,
+                 fill_streams: int = FILL_STREAMS, fill_piece: int = FILL_PIECE) -> None:
         self.root = root
+        self.fill_streams = fill_streams
+        self.fill_piece = fill_piece
         self.max_size = max_size
         self.clock = clock
         self.read_chunk = read_chunk
@@ -341,10 +349,11 @@ class ImageCache:
 
     # -- fills -----------------------------------------------------------------------------
 
-    def start_fill(self, image_id: str, size: int, xxh3: str, source: ChunkSource, *,
+    def start_fill(self, image_id: str, size: int, xxh3: str, source: RangeSource, *,
                    pinned: bool) -> Fill | None:
         """The fill of ``image_id``: the one in flight (pinned too if ``pinned``), or a new
-        one reading ``source()``; None when the image cannot fit under ``max_size``."""
+        one reading ``source(offset, length)`` (``fill_streams`` ranges at once, see
+        ``streamd.io.striped``); None when the image cannot fit under ``max_size``."""
         fill = self.fills.get(image_id)
         if fill is not None:
             fill.pinned = fill.pinned or pinned
@@ -369,30 +378,26 @@ class ImageCache:
         self._nursery.start_soon(self._run_fill, fill, source, fd)
         return fill
 
-    async def _run_fill(self, fill: Fill, source: ChunkSource, fd: int) -> None:
+    async def _run_fill(self, fill: Fill, source: RangeSource, fd: int) -> None:
         result = "cancelled"
         try:
             with fill.scope:
                 hasher = xxhash.xxh3_128()
-                reader = source()
-                async with contextlib.aclosing(reader):  # type: ignore[type-var]
-                    async for chunk in reader:
-                        if fill.written + len(chunk) > fill.size:
-                            break  # more than recorded: the check below refuses it
-                        # the one copy of a store's reused buffer: written to the file, and
-                        # sent as is to the readers that keep up (``Fill._recent_at``)
-                        data = chunk if isinstance(chunk, bytes) else bytes(chunk)
-                        await self.calls.io("write", posix.pwrite_all, fd, memoryview(data),
-                                            fill.written)
-                        hasher.update(data)
-                        fill.last_progress = self.clock()
-                        fill._written(data)
+
+                def progressed() -> None:
+                    fill.last_progress = self.clock()
+
+                got = await copy_striped(source, fd, fill.path, fill.size,
+                                   streams=self.fill_streams, piece=self.fill_piece,
+                                   calls=self.calls, hasher=hasher, advanced=fill._advanced,
+                                   progressed=progressed)
                 digest = hasher.hexdigest()
-                if fill.written != fill.size or digest != fill.xxh3:
+                if got != fill.size or fill.written != fill.size or digest != fill.xxh3:
                     result = "mismatch"
-                    log.error("CACHE image=%s fill discarded: the store gave %d bytes with "
-                              "xxh3 %s, the registry records %d bytes with xxh3 %s",
-                              fill.image_id, fill.written, digest, fill.size, fill.xxh3)
+                    log.error("CACHE image=%s fill discarded: the store gave %d bytes, the "
+                              "first %d with xxh3 %s; the registry records %d bytes with "
+                              "xxh3 %s", fill.image_id, got, fill.written, digest, fill.size,
+                              fill.xxh3)
                 else:
                     await self.calls.io("write", posix.truncate_and_sync, fd, fill.size)
                     os.close(fd)
@@ -538,7 +543,8 @@ def _lock(root: Path) -> int:
 async def open_image_cache(
     root: Path, max_size: int, *, limiter: trio.CapacityLimiter | None = None,
     clock: Callable[[], float] = time.time, on_event: EventHook = lambda *_: None,
-    read_chunk: int = READ_CHUNK,
+    read_chunk: int = READ_CHUNK, fill_streams: int = FILL_STREAMS,
+    fill_piece: int = FILL_PIECE,
 ) -> AsyncIterator[ImageCache | None]:
     """The cache in ``root`` for as long as the block: its index loaded, what a crash left
     removed, its fills in a nursery of its own. On exit the fills are cancelled (their temp
@@ -558,7 +564,8 @@ async def open_image_cache(
     try:
         async with trio.open_nursery() as nursery:
             cache = ImageCache(where, max_size, nursery=nursery, limiter=limiter,
-                               clock=clock, on_event=on_event, read_chunk=read_chunk)
+                               clock=clock, on_event=on_event, read_chunk=read_chunk,
+                               fill_streams=fill_streams, fill_piece=fill_piece)
             await trio.to_thread.run_sync(cache._load)
             try:
                 yield cache

@@ -104,7 +104,7 @@ async def cached_read(
     fill = cache.fills.get(record.id)
     if fill is None and (whole or rt.settings.cache_fill_on_range):
         fill = cache.start_fill(record.id, record.size, record.xxh3,
-                                functools.partial(_from_store, read, rt, record, 0, record.size),
+                                functools.partial(_from_store, read, rt, record),
                                 pinned=not whole)
     if fill is None or offset > fill.written + FAR_AHEAD:
         log.info("CACHE image=%s miss offset=%d length=%d: from store %s%s", record.id, offset,
@@ -301,7 +301,7 @@ async def prefetch(rt: Runtime, read: CopiesReader) -> int:
             assert record.size is not None and record.xxh3
             fill = cache.start_fill(
                 record.id, record.size, record.xxh3,
-                functools.partial(_from_store, read, rt, record, 0, record.size), pinned=True)
+                functools.partial(_from_store, read, rt, record), pinned=True)
             if fill is None:
                 with contextlib.suppress(ValueError):
                     cache.queued.remove(image_id)

@@ -103,7 +103,9 @@ async def open_node_cache(
     holder: list[ImageCache] = []
     async with open_image_cache(settings.image_cache_dir, settings.cache_max_size,
                                 limiter=limiter, clock=clock, on_event=_on_event(holder),
-                                read_chunk=settings.read_chunk_size) as cache:
+                                read_chunk=settings.read_chunk_size,
+                                fill_streams=settings.cache_fill_streams,
+                                fill_piece=settings.cache_fill_piece) as cache:
         if cache is None:
             yield None
             return

@@ -27,7 +27,7 @@ from streamd.registry import ImageRecord
 from streamd.service import cache, downloads, images, periodic, transfers
 from streamd.service.runtime import Runtime, open_runtime
 from streamd.store_config import StoreSpec
-from streamd.units import KiB
+from streamd.units import KiB, MiB
 
 ADMIN = RequestContext(project_id="admin", user_id="admin", roles=frozenset({"admin"}))
 SIZE = 1000 * KiB + 17
@@ -129,6 +129,28 @@ async def test_eight_readers_one_store_read(tmp_path: Path) -> None:
         listing = cache.listing(rt, ADMIN)
         assert [(e["image_id"], e["size"], e["hits"]) for e in listing["cached_images"]] == [
             (record.id, SIZE, 2)]
+
+
+async def test_a_striped_fill_reads_each_byte_once(tmp_path: Path) -> None:
+    # 3 ranged reads of 1 MiB pieces at once (streamd.io.striped) behind 8 readers and a range
+    store = CountingStore(MemoryStore("mem"))
+    data = random.Random(12).randbytes(4 * MiB + 17)
+    async with runtime(tmp_path, store, cache_fill_streams=3, cache_fill_piece=1 * MiB) as rt:
+        record = await new_image(rt, data)
+        got: list[bytes] = []
+
+        async def reader(offset: int, length: int) -> None:
+            got.append(await read(rt, record, offset, length))
+
+        async with trio.open_nursery() as nursery:
+            for _ in range(8):
+                nursery.start_soon(reader, 0, len(data))
+            nursery.start_soon(reader, 3 * MiB - 5, 1 * MiB + 10)
+        assert sorted(got, key=len) == [data[3 * MiB - 5:4 * MiB + 5]] + [data] * 8
+        await settled(rt)
+        assert (store.reads, store.bytes_read) == (5, len(data))  # 5 pieces, each byte once
+        assert rt.cache is not None and record.id in rt.cache.cache.entries
+        assert await read(rt, record, zero_copy=True) == data
 
 
 async def test_ranges_from_a_partial_and_a_complete_entry(tmp_path: Path) -> None:
