@@ -20,9 +20,10 @@ Per image, holding its lease:
 - ``importing`` → ``uploading`` when its stage is still there (on this node, or recorded on
   another node: ``os_glance_stage_host``, which keeps it), else ``queued``; its import task
   is marked failed;
-- then, in each store that can keep the pieces of a write cut off with its process
+- before either, in each store that can keep the pieces of a write cut off with its process
   (``can_sweep``: Swift segments, S3 multipart uploads) and holds no copy of the image, what
-  writes under the image's key left unfinished is removed.
+  writes under the image's key left unfinished is removed: the status still keeps every
+  writer out then, so no new write's pieces can be taken for old ones.
 
 Local repairs, for this node's own disk only: temp files in its file stores (removed when
 the stores are opened, ``open_stores``) and in its staging area at start-up, and
@@ -136,17 +137,27 @@ async def _repair_one(
     rt: Runtime, image: ImageRecord, kind: str,
     put_back: Callable[[Runtime, ImageRecord], Awaitable[bool]], done: Repaired,
 ) -> None:
+    listed_status = image.status
     lease = await rt.leases.take_over(kind, image.id)
     if lease is None:
         done.left_alone += 1  # live: its node is at work on it
         return
     try:
+        try:
+            image = await rt.db(rt.registry.get, image.id)
+        except NotFound:
+            return  # deleted after it was listed
+        if image.status != listed_status:
+            return  # finished, or put back by its node, after it was listed
+        # the pieces go first, while the status still keeps every writer out: once the
+        # image is ``queued`` (or ``uploading``) again a new write may start under its key,
+        # and its user must not see the image retryable while the old pieces remain
+        await _sweep_stores(rt, image)
         if await put_back(rt, image):
             if kind == "upload":
                 done.uploads += 1
             else:
                 done.imports += 1
-            await _sweep_stores(rt, image)
     except Exception:
         log.exception("REPAIR image=%s (%s) failed; the next pass tries again", image.id, kind)
     finally:
