@@ -5,7 +5,9 @@ and hands a fill its source (the store's reader) and what to check the bytes aga
 xxh3); this module keeps the files, the fills, the size limit and the index.
 
 - **Single flight.** An image has at most one ``Fill`` at a time. It writes a temp file
-  (``posix.temp_path``: hidden, ``.tmp``) and every reader of that image reads behind it
+  (``posix.temp_path``: hidden, ``.tmp``), with ``fill_streams`` ranged reads of
+  ``fill_piece`` bytes at once (``streamd.io.striped``), and every reader of that image
+  reads behind the bytes it has in a row from the start
   (``Fill.read``) as it grows: the store sees each byte once. Readers that keep up are
   handed the chunks the fill has just written (the same ``bytes``, copied once from the
   store's buffer, for all of them); one further behind reads the file. (Sending the growing
