@@ -176,7 +176,7 @@ class Settings:
     cache_prefetch_interval: float = 300.0
     cache_prefetch_concurrency: int = 2
     cache_fill_on_range: bool = True
-    cache_fill_streams: int = 2
+    cache_fill_streams: int = 1  # >1 stripes a fill: see streamd.io.striped for when
     cache_fill_piece: int = 64 * MiB
     # server
     # the ASGI server: "hypercorn", or "anycorn" (a hypercorn fork on AnyIO; metadata requests

@@ -77,7 +77,7 @@ RECENT_BYTES = 8 * MiB
 # a fill's reservation is the image's size: the file is written sparse-free, whole
 # a fill reads its store with FILL_STREAMS ranged reads at once, FILL_PIECE bytes each
 # (``streamd.io.striped``); an image of one piece or less is one read
-FILL_STREAMS = 2
+FILL_STREAMS = 1  # more pays only where the store, not this machine's CPU, is the limit
 FILL_PIECE = 64 * MiB
 
 # (event, image_id, bytes): "start", then one of "complete", "cancelled", "failed",

@@ -3,7 +3,16 @@
 Why: one GET is not the most an object store gives. Measured on the bench's Swift (one
 node on loopback, a 1 GiB object, curl): one GET 291-498 MiB/s, two ranged GETs of its
 halves at once 628-696 MiB/s together, three 777-798. A cache fill that reads one image
-for many clients is worth those streams.
+for many clients is worth those streams, where the store is the limit.
+
+It is not the default (``cache_fill_streams = 1``): with Swift on the same 2 cores the CPU
+is the limit. A/B on 2026-12-06, one Swift, servers of 1 and 2 streams side by side, a
+1 GiB image made cold before each download, rounds 2-3 of 3 (``/tmp``-style script in the
+session note): 1 client 303-317 MiB/s at 1.7-2.1 server CPU-s (1 stream) vs 281-331 at
+2.6-3.1 (2 streams, 64 MiB pieces); 8 clients 5.6-6.0 s at 4.4-4.7 CPU-s vs 7.0-8.3 s at
+6.8-8.0; 16 or 8 MiB pieces (with readers sharing 32 or 24 MiB of recent chunks) were
+slower still. The prefix moves a piece at a time, in bursts that outrun the readers' shared
+chunks: each of the 8 then reads the file itself.
 
 The image is cut into ``piece``-sized pieces, taken in order by ``streams`` tasks, each
 piece one ranged read written at its offset (``pwrite``): memory is a chunk per stream,
