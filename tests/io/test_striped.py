@@ -173,3 +173,45 @@ async def test_a_cancelled_copy_closes_everything(tmp_path: Path, autojump_clock
     assert scope.cancelled_caught
     assert source.open == 0
     assert len(os.listdir("/proc/self/fd")) == fds_before
+
+
+async def test_a_stream_reads_its_next_chunk_while_it_writes(tmp_path: Path) -> None:
+    """The store's next chunk is asked for before the write of the one before has ended:
+    a write that waits for that read would never end without the read-ahead."""
+    data = random.Random(12).randbytes(10 * CHUNK)
+    asked_next = trio.Event()
+
+    class Counted(Source):
+        async def __call__(self, offset: int, length: int) -> AsyncIterator[bytes]:
+            async with contextlib.aclosing(super().__call__(offset, length)) as chunks:
+                async for n, chunk in _numbered(chunks):
+                    if n == 1:
+                        asked_next.set()
+                    yield chunk
+
+    class WaitingWrites(posix.BlockingCalls):
+        async def io(self, action: str, fn, *args):  # type: ignore[no-untyped-def]
+            if action == "write" and not asked_next.is_set():
+                with trio.fail_after(5):
+                    await asked_next.wait()
+            return await super().io(action, fn, *args)
+
+    path = tmp_path / "fill"
+    fd = posix.open_new(path)
+    hasher = xxhash.xxh3_128()
+    try:
+        got = await copy_striped(
+            Counted(data, 12), fd, path, len(data), streams=1, piece=len(data),
+            calls=WaitingWrites(None, "test"), hasher=hasher,
+            advanced=lambda end, chunk: None, progressed=lambda: None)
+    finally:
+        os.close(fd)
+    assert got == len(data) and path.read_bytes() == data
+    assert hasher.hexdigest() == xxhash.xxh3_128(data).hexdigest()
+
+
+async def _numbered(chunks: AsyncIterator[bytes]) -> AsyncIterator[tuple[int, bytes]]:
+    n = 0
+    async for chunk in chunks:
+        yield n, chunk
+        n += 1
