@@ -33,7 +33,7 @@ from streamd.config import Settings
 from streamd.context import RequestContext
 from streamd.errors import BadRequest
 from streamd.registry.records import GLANCE_SORT_KEYS, Filter, ImageQuery, ImageRecord
-from streamd.service.image_schema import VISIBILITIES
+from streamd.service.image_schema import INT32_MAX, VISIBILITIES
 
 SORT_DIRS = ("asc", "desc")
 DEFAULT_SORT_DIR = "desc"  # newest first, as in Glance
@@ -48,6 +48,8 @@ INT_FIELDS = ("min_ram", "min_disk", "size")  # size: exact, as Glance (also siz
 MEMBER_STATUSES = ("accepted", "pending", "rejected", "all")
 REPEATABLE = ("tag", "sort_key", "sort_dir")
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1  # the range of a BIGINT column
+# the range of each filter's column: min_ram/min_disk are 32-bit (INTEGER), size 64-bit
+INT_RANGES = {"min_ram": (-INT32_MAX - 1, INT32_MAX), "min_disk": (-INT32_MAX - 1, INT32_MAX)}
 
 
 @dataclass(frozen=True)
@@ -219,16 +221,17 @@ def _split_list(values: str) -> list[str]:
 
 
 def _integer(name: str, value: str) -> int:
-    """A whole number that fits the registry's 64-bit columns (the databases overflow, not
-    refuse, on anything larger)."""
+    """A whole number that fits the filter's column (PostgreSQL and MariaDB fail the query,
+    not match nothing, on a value their column cannot hold)."""
     try:
         number = int(value)
     except ValueError:
         raise BadRequest(f"Unable to filter {name} with a non-numeric value {value!r}: "
                          "give a whole number.") from None
-    if not INT64_MIN <= number <= INT64_MAX:
+    low, high = INT_RANGES.get(name, (INT64_MIN, INT64_MAX))
+    if not low <= number <= high:
         raise BadRequest(f"Unable to filter {name} with {value!r}: the value must lie between "
-                         f"{INT64_MIN} and {INT64_MAX}.")
+                         f"{low} and {high}.")
     return number
 
 

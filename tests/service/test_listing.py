@@ -56,6 +56,8 @@ def test_sorts(query: str, sort: tuple[tuple[str, str], ...]) -> None:
     ("created_at=after:2024-01-01", ["unknown operator 'after'"]),
     ("created_at=gt:yesterday", ["ISO 8601"]),
     ("size_min=big", ["size_min", "non-numeric"]),
+    ("min_ram=2147483648", ["min_ram", "between -2147483648 and 2147483647"]),
+    ("min_disk=-2147483649", ["min_disk", "between -2147483648 and 2147483647"]),
     ("protected=yes", ["'protected'", "'true' or 'false'"]),
     ("visibility=everyone", ["visibility", "all"]),
     ("member_status=maybe", ["member_status"]),
