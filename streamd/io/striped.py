@@ -150,12 +150,16 @@ async def _pull(reader: AsyncIterator[memoryview | bytes],
 
 
 def _single(group: BaseExceptionGroup) -> BaseException:
-    """The one failure in ``group`` (nested groups and the cancellations it caused left
-    out), or the group itself when there are several."""
+    """The copy's failure: the first in ``group`` that is not a cancellation it caused
+    (with a read-ahead, two streams can both meet a broken store before either is
+    cancelled: one cause, raised once), or the group itself when all are cancellations."""
     _, failures = group.split(trio.Cancelled)
-    while isinstance(failures, BaseExceptionGroup) and len(failures.exceptions) == 1:
-        failures = failures.exceptions[0]
-    return failures if failures is not None else group
+    if failures is None:
+        return group
+    first: BaseException = failures
+    while isinstance(first, BaseExceptionGroup):
+        first = first.exceptions[0]
+    return first
 
 
 def _read_hashed(fd: int, hasher: Hasher, start: int, end: int) -> list[bytes]:
