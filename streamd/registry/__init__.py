@@ -3,6 +3,7 @@
 from streamd.registry.images import ImageRegistry, utcnow
 from streamd.registry.leases import LeaseHolder, LeaseRegistry
 from streamd.registry.members import MEMBER_STATUSES, MemberRegistry
+from streamd.registry.models import integer_range
 from streamd.registry.records import (
     Filter,
     ImageQuery,
@@ -35,6 +36,7 @@ __all__ = [
     "StoredCopy",
     "Usage",
     "Viewer",
+    "integer_range",
     "ensure_current",
     "make_engine",
     "make_loop_engine",

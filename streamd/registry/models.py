@@ -106,6 +106,13 @@ images = Table(
 )
 
 # A custom (non-core) image property: key/value strings, as in Glance.
+def integer_range(column: str) -> tuple[int, int]:
+    """The values an integer column of ``images`` can hold: PostgreSQL and MariaDB fail a
+    query that compares the column with anything beyond them (SQLite would not)."""
+    bits = 64 if isinstance(images.c[column].type, BigInteger) else 32
+    return -(2 ** (bits - 1)), 2 ** (bits - 1) - 1
+
+
 image_properties = Table(
     "image_properties", metadata,
     _image_id(),

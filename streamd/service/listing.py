@@ -32,8 +32,9 @@ from streamd import policy
 from streamd.config import Settings
 from streamd.context import RequestContext
 from streamd.errors import BadRequest
+from streamd.registry import integer_range
 from streamd.registry.records import GLANCE_SORT_KEYS, Filter, ImageQuery, ImageRecord
-from streamd.service.image_schema import INT32_MAX, VISIBILITIES
+from streamd.service.image_schema import VISIBILITIES
 
 SORT_DIRS = ("asc", "desc")
 DEFAULT_SORT_DIR = "desc"  # newest first, as in Glance
@@ -47,9 +48,6 @@ BOOL_FIELDS = ("protected", "os_hidden")
 INT_FIELDS = ("min_ram", "min_disk", "size")  # size: exact, as Glance (also size_min/max)
 MEMBER_STATUSES = ("accepted", "pending", "rejected", "all")
 REPEATABLE = ("tag", "sort_key", "sort_dir")
-INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1  # the range of a BIGINT column
-# the range of each filter's column: min_ram/min_disk are 32-bit (INTEGER), size 64-bit
-INT_RANGES = {"min_ram": (-INT32_MAX - 1, INT32_MAX), "min_disk": (-INT32_MAX - 1, INT32_MAX)}
 
 
 @dataclass(frozen=True)
@@ -221,14 +219,13 @@ def _split_list(values: str) -> list[str]:
 
 
 def _integer(name: str, value: str) -> int:
-    """A whole number that fits the filter's column (PostgreSQL and MariaDB fail the query,
-    not match nothing, on a value their column cannot hold)."""
+    """A whole number that the filter's column can hold (``integer_range``)."""
     try:
         number = int(value)
     except ValueError:
         raise BadRequest(f"Unable to filter {name} with a non-numeric value {value!r}: "
                          "give a whole number.") from None
-    low, high = INT_RANGES.get(name, (INT64_MIN, INT64_MAX))
+    low, high = integer_range("size" if name in ("size_min", "size_max") else name)
     if not low <= number <= high:
         raise BadRequest(f"Unable to filter {name} with {value!r}: the value must lie between "
                          f"{low} and {high}.")
