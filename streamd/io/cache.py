@@ -71,9 +71,11 @@ log = logging.getLogger(__name__)
 INDEX = "index.json"
 LOCK = ".lock"
 READ_CHUNK = 512 * KiB  # a reader's buffer: as the file store's reads
-# the fill's latest chunks kept in memory for the readers that keep up with it: 16 of the
-# stores' 512 KiB chunks, per fill (a reader further behind reads the file)
-RECENT_BYTES = 8 * MiB
+# the fill's latest chunks kept in memory for the readers that keep up with it: 8 of the
+# swift store's 4 MiB chunks (``bulk_get.READ_CHUNK``), per fill, however many read it (a
+# reader further behind reads the file). Fewer chunks than that and 8 readers of one fill
+# keep falling out of it (measured with 4 MiB chunks and 8 MiB kept: slower than 512 KiB).
+RECENT_BYTES = 32 * MiB
 # a fill's reservation is the image's size: the file is written sparse-free, whole
 # a fill reads its store with FILL_STREAMS ranged reads at once, FILL_PIECE bytes each
 # (``streamd.io.striped``); an image of one piece or less is one read

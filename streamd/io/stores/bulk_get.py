@@ -20,9 +20,17 @@ from urllib.parse import urlsplit
 
 import trio
 
-from streamd.units import KiB
+from streamd.units import MiB
 
-READ_CHUNK = 512 * KiB  # as the file store's downloads: one thread hop per 512 KiB
+# one thread hop per 4 MiB: each chunk also costs every hop after it (a cache fill's pwrite,
+# and each reader behind the fill sending it through hypercorn), so fewer, bigger chunks
+# cost less CPU per byte. 8 clients behind one cold fill of a 1 GiB Swift image, paired A/B
+# on one Swift, 4 rounds (scratch script, session note of 2026-12-06): 512 KiB 8.9-10.3 s at
+# 7.7-9.1 server CPU-s; 2 MiB 7.5-9.2 s at 6.4-8.2; 4 MiB 6.5-7.7 s at 5.7-7.0 (2 MiB
+# 6.9-7.8 s at 6.0-6.9 beside it). The main thread's Python time fell from 2.2-2.8 to
+# 0.9-1.7 CPU-s; what remains is the kernel's: sending 8 GiB on loopback, and the page
+# cache the fill writes.
+READ_CHUNK = 4 * MiB
 TIMEOUT = 120.0  # seconds a connect or a read may wait
 
 
