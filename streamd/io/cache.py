@@ -21,6 +21,15 @@ xxh3); this module keeps the files, the fills, the size limit and the index.
   image, a ranged read that starts a fill); one nobody wants any more is cancelled and its
   temp file removed. Fills run in the cache's own nursery (``open_image_cache``), never in
   a request's, so a client that goes away stops only its own reading.
+- **Through the page cache.** A fill writes its file with plain ``pwrite``, so the entry is
+  in the page cache when a hit sends it. ``O_DIRECT`` (an aligned buffer, the file read back
+  to verify) was tried on 2026-12-06: this VM charges ~2 CPU-s per GiB for memory the kernel
+  had not used lately (a 2 GiB ``dd`` write: 3.3-5.6 s of system time cold, 0.46 s warm,
+  0.41 s with ``O_DIRECT``), and the fill's ``pwrite`` carried it (2.6-3.7 of the server's
+  3.7-4.6 CPU-s for one cold 1 GiB download from Swift). ``O_DIRECT`` brought that download
+  to 1.5-1.8 server CPU-s but not its time (5.3-5.9 s either way: Swift's object server,
+  reading the same disk, sets it), 8 cold clients got slower (8.4-10.8 s against 7.3-9.1),
+  and a hit would read the disk instead of memory. Not kept.
 - **Integrity.** A fill becomes an entry only once its size and xxh3-128 match what it was
   told to expect; then it is fsynced and renamed to ``<image_id>``. Anything else is
   discarded (and reported: ``on_event``). A temp name is never served after a restart: the
