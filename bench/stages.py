@@ -11,8 +11,13 @@ shows which one bounds the end-to-end figure, so the next optimisation can be ai
   over all chunks at once (hashlib releases the GIL), what streamd's pipeline does;
 - ``write``: the chunks written to a file in the data dir's file system, no fsync (page
   cache); ``fsync``: the fsync that follows, as bytes / its time; ``write+fsync``: both,
-  the durable disk write rate; ``read.cold``: the file read back after
-  ``posix_fadvise(DONTNEED)`` (from the disk), ``read.cached``: read again (page cache);
+  the durable disk write rate; ``write.again``: the same chunks written over the same
+  bytes of that file, its pages still in the page cache: no memory is taken for it, so
+  ``write.again`` over ``write`` is what this machine charges for memory it has not used
+  lately (a VM whose host takes free memory back: ~2 CPU-s per GiB here, see README's
+  Swift section; a cache fill and Glance's cache pay it, a plain GET does not);
+  ``read.cold``: the file read back after ``posix_fadvise(DONTNEED)`` (from the disk),
+  ``read.cached``: read again (page cache);
 - ``pipeline.*``: ``streamd.io.pipeline.store_stream`` from a memory source into a
   ``FileStore`` (or a ``MemoryStore``), when that module is importable.
 """
@@ -133,6 +138,17 @@ def disk_rates(chunks: list[bytes], directory: Path) -> dict[str, float]:
             os.close(fd)
         out = {"write": _rate(nbytes, t1 - t0), "fsync": _rate(nbytes, t2 - t1),
                "write+fsync": _rate(nbytes, t2 - t0)}
+        fd = os.open(path, os.O_WRONLY)
+        try:
+            position = 0
+            t0 = time.perf_counter()
+            for c in chunks:
+                os.pwrite(fd, c, position)
+                position += len(c)
+            out["write.again"] = _rate(nbytes, time.perf_counter() - t0)
+            os.fsync(fd)  # clean again: the fadvise below drops it
+        finally:
+            os.close(fd)
         buf = memoryview(bytearray(CHUNK))
         fd = os.open(path, os.O_RDONLY)
         try:
