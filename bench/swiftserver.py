@@ -106,6 +106,9 @@ pipeline = catch_errors gatekeeper healthcheck proxy-logging cache listing_forma
 use = egg:swift#proxy
 account_autocreate = true
 allow_account_management = true
+# seconds the proxy waits on the object server; Swift's 10 let 2-4 of 8 concurrent 1 GiB
+# PUTs answer 503 after ~12 s here (one object server fsyncing them all on this disk)
+node_timeout = 60
 
 [filter:tempauth]
 use = egg:swift#tempauth
