@@ -28,7 +28,9 @@ xxh3); this module keeps the files, the fills, the size limit and the index.
   0.41 s with ``O_DIRECT``), and the fill's ``pwrite`` carried it (2.6-3.7 of the server's
   3.7-4.6 CPU-s for one cold 1 GiB download from Swift). ``O_DIRECT`` brought that download
   to 1.5-1.8 server CPU-s but not its time (5.3-5.9 s either way: Swift's object server,
-  reading the same disk, sets it), 8 cold clients got slower (8.4-10.8 s against 7.3-9.1),
+  one process, sets it, and during a miss it pays part of the new memory itself: 1.8-3.0
+  CPU-s per GiB against 1.4-1.5 when curl reads alone, not raised by a slower reader;
+  later session note of 2026-12-06), 8 cold clients got slower (8.4-10.8 s against 7.3-9.1),
   and a hit would read the disk instead of memory. Not kept.
 - **Integrity.** A fill becomes an entry only once its size and xxh3-128 match what it was
   told to expect; then it is fsynced and renamed to ``<image_id>``. Anything else is
