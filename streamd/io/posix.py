@@ -23,6 +23,7 @@ done the same way:
 from __future__ import annotations
 
 import errno
+import fcntl
 import os
 import secrets
 import signal
@@ -206,6 +207,21 @@ def pwrite_all(fd: int, data: memoryview, offset: int) -> None:
 def open_new(path: Path, flags: int = 0) -> int:
     """Create ``path`` for writing (never an existing file: ``O_EXCL``); ``flags`` are added."""
     return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | flags, FILE_MODE)
+
+
+def only_descriptor(fd: int) -> bool:
+    """Is ``fd`` the one open descriptor of its file, in any process? A write lease is
+    granted only then (``fcntl(2)``); it is released at once. False where leases are off
+    (``fs.leases-enable``) or unsupported."""
+    setlease = getattr(fcntl, "F_SETLEASE", None)  # Linux only
+    if setlease is None:
+        return False
+    try:
+        fcntl.fcntl(fd, setlease, fcntl.F_WRLCK)
+    except OSError:
+        return False
+    fcntl.fcntl(fd, setlease, fcntl.F_UNLCK)
+    return True
 
 
 def temp_path(final: Path) -> Path:

@@ -519,3 +519,120 @@ async def test_an_image_dequeued_while_the_prefetcher_looks_it_up_is_not_filled(
             await trio.testing.wait_all_tasks_blocked()
             await trio.to_thread.run_sync(time.sleep, 0.005)
         assert c.entries == {} and c.queued == [] and c.fills == {}
+
+
+def _inode(path: Path) -> int:
+    return path.stat().st_ino
+
+
+async def test_a_dropped_entry_is_the_next_fills_file(tmp_path: Path) -> None:
+    """An entry dropped (its image deleted) stays as the spare file, counted in ``used``;
+    the next fill overwrites it in place, smaller or larger than it, and its entry holds
+    exactly its own bytes."""
+    store = CountingStore(MemoryStore("mem"))
+    async with runtime(tmp_path, store) as rt:
+        assert rt.cache is not None
+        ic = rt.cache.cache
+        first, smaller, larger = (random.Random(20 + n).randbytes(size)
+                                  for n, size in enumerate((SIZE, SIZE // 3, 2 * SIZE)))
+        previous = await new_image(rt, first)
+        await read(rt, previous)
+        await settled(rt)
+        for data in (smaller, larger):
+            inode = _inode(ic.root / previous.id)
+            await images.delete_image(rt, ADMIN, previous.id)
+            spare = ic.root / io_cache.SPARE
+            assert _inode(spare) == inode and ic.used == len(first if data is smaller
+                                                                  else smaller)
+            record = await new_image(rt, data)
+            assert await read(rt, record) == data
+            await settled(rt)
+            assert not spare.exists()
+            assert _inode(ic.root / record.id) == inode  # the same file, rewritten
+            assert (ic.root / record.id).read_bytes() == data  # no tail of the old bytes
+            assert ic.used == len(data)
+            previous = record
+
+
+async def test_a_spare_still_open_is_not_overwritten(tmp_path: Path) -> None:
+    """A download still sending the entry that became the spare keeps its bytes: the next
+    fill finds the file open (a write lease refused) and writes a new file."""
+    store = CountingStore(MemoryStore("mem"))
+    async with runtime(tmp_path, store) as rt:
+        assert rt.cache is not None
+        ic = rt.cache.cache
+        old, new = random.Random(30).randbytes(SIZE), random.Random(31).randbytes(SIZE)
+        record = await new_image(rt, old)
+        await read(rt, record)
+        await settled(rt)
+        sending = ic.open_entry(record.id)  # a hit being sent
+        assert sending is not None
+        try:
+            inode = _inode(ic.root / record.id)
+            await images.delete_image(rt, ADMIN, record.id)
+            assert (ic.root / io_cache.SPARE).exists()
+            other = await new_image(rt, new)
+            assert await read(rt, other) == new
+            await settled(rt)
+            assert _inode(ic.root / other.id) != inode
+            assert _pread(sending, 0, SIZE) == old
+        finally:
+            sending.close()
+        assert {p.name for p in ic.root.iterdir()} == {".lock", INDEX, other.id}
+        assert ic.used == SIZE
+
+
+async def test_a_full_cache_rewrites_the_entry_it_evicts(tmp_path: Path) -> None:
+    """At the limit, a fill evicts the least recently used entry and writes into its file:
+    the limit holds at every step and no spare is left behind."""
+    store = CountingStore(MemoryStore("mem"))
+    async with runtime(tmp_path, store, cache_max_size=2 * SIZE) as rt:
+        assert rt.cache is not None
+        ic = rt.cache.cache
+        datas = [random.Random(40 + n).randbytes(SIZE) for n in range(4)]
+        records = [await new_image(rt, d) for d in datas]
+        for record in records[:2]:
+            await read(rt, record)
+            await settled(rt)
+        for n in (2, 3):
+            oldest = records[n - 2]
+            inode = _inode(ic.root / oldest.id)
+            assert await read(rt, records[n]) == datas[n]
+            assert ic.used <= 2 * SIZE
+            await settled(rt)
+            assert set(ic.entries) == {records[n - 1].id, records[n].id}
+            assert _inode(ic.root / records[n].id) == inode
+            assert (ic.root / records[n].id).read_bytes() == datas[n]
+            assert {p.name for p in ic.root.iterdir()} == {
+                ".lock", INDEX, records[n - 1].id, records[n].id}
+
+
+async def test_clear_prune_and_restart_remove_the_spare(tmp_path: Path) -> None:
+    store = CountingStore(MemoryStore("mem"))
+    data = random.Random(50).randbytes(SIZE)
+    async with runtime(tmp_path, store) as rt:
+        assert rt.cache is not None
+        ic = rt.cache.cache
+        spare = ic.root / io_cache.SPARE
+        for how in ("clear", "prune"):
+            record = await new_image(rt, data)
+            await read(rt, record)
+            await settled(rt)
+            await ic.drop(record.id)
+            assert spare.exists() and ic.used == SIZE
+            if how == "clear":
+                await cache.clear(rt, ADMIN, None)
+            else:
+                ic.max_size = SIZE - 1  # lowered: the spare alone is over it
+                await cache.prune(rt, ADMIN)
+                ic.max_size = 10 * SIZE
+            assert not spare.exists() and ic.used == 0
+        record = await new_image(rt, data)
+        await read(rt, record)
+        await settled(rt)
+        await ic.drop(record.id)
+        assert spare.exists()
+        root = ic.root
+    async with runtime(tmp_path, store) as rt:
+        assert rt.cache is not None and rt.cache.cache.used == 0
+        assert not (root / io_cache.SPARE).exists()
