@@ -52,9 +52,9 @@ xxh3); this module keeps the files, the fills, the size limit and the index.
   discarded (and reported: ``on_event``). A temp name is never served after a restart: the
   start-up scan removes every temp file (a ``kill -9`` mid-fill leaves only temp names).
 - **A hard limit.** Complete entries plus the sizes of the fills in flight (reserved when a
-  fill starts) and the spare file never exceed ``max_size``: a fill that would pass it evicts least-recently
-  used entries first, and if it still does not fit it is refused (the caller reads the
-  store, uncached).
+  fill starts) and the spare file never exceed ``max_size``: a fill that would pass it
+  evicts least-recently used entries first, and if it still does not fit it is refused
+  (the caller reads the store, uncached).
 - **The index** is a small JSON file in ``cache_dir`` (``index.json``), written atomically
   on every change of the set of entries, and with the hit counts and access times at each
   upkeep pass and at close. It is local, not in the registry, because the cache is per node:
@@ -547,7 +547,7 @@ class ImageCache:
                 fill.cancel()
                 removed += 1
         active = {fill.path.name for fill in self.fills.values()}
-        keep = {*self.entries, *active, INDEX, LOCK, *([SPARE] if self._spare else [])}
+        keep = {*self.entries, *active, INDEX, LOCK, *([SPARE] if self._spare is not None else [])}
         removed += await self.calls.run(_remove_strays, self.root, keep)
         return removed
 
