@@ -228,11 +228,19 @@ class Fill:
         try:
             # opened in the event loop, in the same step as the state is looked at, so a
             # rename between the two cannot be missed (a local open does not block)
-            path = self.cache.root / self.image_id if self.state == "complete" else self.path
+            final = self.cache.root / self.image_id
             try:
-                fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+                fd = os.open(final if self.state == "complete" else self.path,
+                             os.O_RDONLY | os.O_CLOEXEC)
             except FileNotFoundError:
-                raise FillStopped(offset) from None
+                # every byte in, the rename to the entry's name under way in its thread
+                # (the state changes after it): the same bytes under that name
+                if self.state != "running" or self.written < self.size:
+                    raise FillStopped(offset) from None
+                try:
+                    fd = os.open(final, os.O_RDONLY | os.O_CLOEXEC)
+                except FileNotFoundError:
+                    raise FillStopped(offset) from None
             position, end = offset, offset + length
             buf: memoryview | None = None
             while position < end:

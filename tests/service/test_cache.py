@@ -636,3 +636,43 @@ async def test_clear_prune_and_restart_remove_the_spare(tmp_path: Path) -> None:
     async with runtime(tmp_path, store) as rt:
         assert rt.cache is not None and rt.cache.cache.used == 0
         assert not (root / io_cache.SPARE).exists()
+
+
+async def test_a_reader_that_comes_while_the_fill_is_renamed_reads_the_entry(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A download that arrives while a fill with every byte is being renamed to its entry's
+    name (in a thread) reads the file under that name, not the store (the bench saw such a
+    1 MiB range go to Swift)."""
+    import threading
+
+    from streamd.io import posix
+
+    inside, release = threading.Event(), threading.Event()
+    real = posix.publish
+
+    def held(temp: Path, final: Path) -> None:
+        if final.name != INDEX:
+            real(temp, final)  # renamed: the reader finds no temp file
+            inside.set()
+            release.wait(10)  # the directory's sync, before the state changes
+            return
+        real(temp, final)
+
+    monkeypatch.setattr(posix, "publish", held)
+    data = random.Random(60).randbytes(SIZE)
+    store = CountingStore(MemoryStore("mem"))
+    async with runtime(tmp_path, store) as rt:
+        assert rt.cache is not None
+        record = await new_image(rt, data)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(read, rt, record)
+            assert await trio.to_thread.run_sync(inside.wait, 10)
+            fill = rt.cache.cache.fills[record.id]
+            assert fill.state == "running" and fill.written == SIZE
+            reads = store.reads
+            assert await read(rt, record, 5000, 1000) == data[5000:6000]
+            assert store.reads == reads  # from the entry's file, not the store
+            release.set()
+        await settled(rt)
+        assert list(rt.cache.cache.entries) == [record.id]
