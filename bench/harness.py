@@ -8,6 +8,7 @@ ceiling → streamd on Swift → streamd on S3 (s3api) → Glance on Swift, then
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import os
 import secrets
@@ -19,12 +20,13 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 from bench import ceiling, report, stages
 from bench.figures import Figures
 from bench.goals import STAGES
 from bench.inputs import Input, make_inputs, make_random
-from bench.machine import describe
+from bench.machine import describe, page_reporting
 from bench.swiftgroup import SEGMENT_SIZE, SwiftGroup, limit_notes
 from bench.targets import StreamdServer, Target, glance_target, http_status
 from bench.transfergroup import GiB, TransferGroup
@@ -99,6 +101,15 @@ def _started(name: str, start: Callable[[], None], stop: Callable[[], None],
         print(f"bench: the {name} group did not run:\n{e}", flush=True)
         return False
     return True
+
+
+def _reported_during(machine: dict[str, Any]) -> None:
+    """MiB the guest handed back to its host during the run (free page reporting): memory
+    the run's new allocations then paid host faults for."""
+    before, after = machine.get("page_reporting"), page_reporting()
+    with contextlib.suppress(KeyError, TypeError, ValueError):
+        machine["page_reporting_mib_during_run"] = (
+            int(after["reported_kib"]) - int(before["reported_kib"])) // 1024
 
 
 def run(opts: Options, argv: list[str]) -> Path:
@@ -220,6 +231,7 @@ def run(opts: Options, argv: list[str]) -> Path:
             transfer_group.stop()
         shutil.rmtree(tmp, ignore_errors=True)
 
+    _reported_during(machine)
     meta = {
         "schema": 1,
         "started": started.strftime("%Y-%m-%dT%H:%M:%SZ"),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
 import subprocess
@@ -66,6 +67,52 @@ def _uncommitted(path: str) -> list[str]:
     return [line[3:] for line in out.splitlines()]
 
 
+PAGE_REPORTING = Path("/sys/module/page_reporting/parameters")
+
+
+def page_reporting() -> dict[str, str] | None:
+    """The guest's free page reporting (virtio-balloon), where the kernel exposes it: with
+    ``min_free_ms`` 0, memory freed goes back to the host at once and costs a host fault
+    per page when it is used again (~2.4 s of system time per GiB on the bench's VM), so
+    a run that allocates new memory pays for it. ``reported_kib`` grows with every report."""
+    try:
+        names = sorted(p.name for p in PAGE_REPORTING.iterdir())
+    except OSError:
+        return None
+    found = {}
+    for name in names:
+        with contextlib.suppress(OSError):
+            found[name] = (PAGE_REPORTING / name).read_text().strip()
+    return found
+
+
+DAMON = Path("/sys/kernel/mm/damon/admin/kdamonds")
+
+
+def damon_schemes() -> list[dict[str, Any]]:
+    """What DAMON does to this machine's memory on its own, per scheme of each running
+    kdamond: on the bench's VM, ``pageout`` of file pages not touched for a minute, so a
+    cache entry (or any file) idle that long is read from disk again, into new memory."""
+    schemes: list[dict[str, Any]] = []
+    for kdamond in sorted(DAMON.glob("[0-9]*")):
+        with contextlib.suppress(OSError, ValueError):
+            if (kdamond / "state").read_text().strip() != "on":
+                continue
+            for ctx in sorted((kdamond / "contexts").glob("[0-9]*")):
+                aggr_us = int((ctx / "monitoring_attrs/intervals/aggr_us").read_text())
+                for scheme in sorted((ctx / "schemes").glob("[0-9]*")):
+                    age = int((scheme / "access_pattern/age/min").read_text())
+                    schemes.append({
+                        "operations": (ctx / "operations").read_text().strip(),
+                        "action": (scheme / "action").read_text().strip(),
+                        "min_age_s": age * aggr_us / 1e6,
+                        "quota_bytes": int((scheme / "quotas/bytes").read_text()),
+                        "quota_interval_ms": int(
+                            (scheme / "quotas/reset_interval_ms").read_text()),
+                    })
+    return schemes
+
+
 def describe(data_dir: Path) -> dict[str, Any]:
     """Machine and software facts for the JSON report."""
     fs = None
@@ -84,6 +131,8 @@ def describe(data_dir: Path) -> dict[str, Any]:
         "data_fs": fs,
         "git": _first_line(["git", "-C", str(REPO), "describe", "--always", "--dirty"]),
         "git_uncommitted_streamd_files": _uncommitted("streamd"),
+        "page_reporting": page_reporting(),
+        "damon_schemes": damon_schemes(),
         "versions": {
             "streamd": _version("streamd") or _streamd_version(),
             "glance": _glance_version(),

@@ -97,6 +97,24 @@ def _names(figures: Figures, targets: list[str], keep: Any) -> list[str]:
     return list(seen)
 
 
+def _page_reporting_line(m: dict[str, Any]) -> list[str]:
+    """What the machine does to memory on its own: free page reporting (new memory costs
+    host faults) and DAMON schemes (idle pages paged out)."""
+    lines = []
+    pr = m.get("page_reporting") or {}
+    if pr:
+        during = m.get("page_reporting_mib_during_run")
+        lines.append(f"Free page reporting: order {pr.get('page_reporting_order', '?')}, "
+                     f"min_free_ms {pr.get('min_free_ms', '?')}"
+                     + (f", {during} MiB handed back to the host during the run"
+                        if during is not None else "") + ".  ")
+    for d in m.get("damon_schemes") or []:
+        lines.append(f"DAMON ({d['operations']}): {d['action']} of memory idle for "
+                     f"{d['min_age_s']:.0f} s or more, up to {d['quota_bytes'] // 2**20} MiB per "
+                     f"{d['quota_interval_ms']} ms.  ")
+    return lines
+
+
 def markdown(doc: dict[str, Any], figures: Figures) -> str:
     runs = doc["options"]["runs"]
     m = doc["machine"]
@@ -113,6 +131,7 @@ def markdown(doc: dict[str, Any], figures: Figures) -> str:
         f"{m['cpu_count']} × {m['cpu_model']}, {m['memory_total_mib']} MiB, Linux {m['kernel']}, "
         f"Python {m['python']}; size {doc['options']['size_mib']:.0f} MiB, "
         f"{runs} run(s): median (min–max).",
+        *_page_reporting_line(m),
         "",
         "### Throughput (MiB/s) and rates",
         "",

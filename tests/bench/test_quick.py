@@ -16,6 +16,7 @@ import httpx
 import pytest
 
 from bench.goals import GOALS
+from bench.machine import damon_schemes, page_reporting
 from bench.targets import REPO, StreamdServer
 
 pytestmark = pytest.mark.slow
@@ -71,4 +72,14 @@ def test_quick_run_end_to_end(tmp_path: Path) -> None:
     assert doc["figures"]["static"]["download.random.c8"]["median"] > 0
     assert doc["figures"]["stages"]["md5+sha512.2threads"]["median"] > 0
     assert len(doc["goals"]) == len(GOALS)  # the file-store goals; the Swift group's not run
+    # the guest's free page reporting (what new memory costs here), where the kernel has it
+    reporting = doc["machine"]["page_reporting"]
+    if page_reporting() is None:
+        assert reporting is None
+    else:
+        assert reporting["page_reporting_order"] == page_reporting()["page_reporting_order"]
+        assert doc["machine"]["page_reporting_mib_during_run"] >= 0
+        assert "Free page reporting: order " in done.stdout
+    # what DAMON pages out on its own (the bench's VM: file pages idle for a minute)
+    assert doc["machine"]["damon_schemes"] == damon_schemes()
     assert "| upload.random.c1 | MiB/s |" in done.stdout
