@@ -97,7 +97,7 @@ def _names(figures: Figures, targets: list[str], keep: Any) -> list[str]:
     return list(seen)
 
 
-def _page_reporting_line(m: dict[str, Any]) -> list[str]:
+def _memory_policy_lines(m: dict[str, Any]) -> list[str]:
     """What the machine does to memory on its own: free page reporting (new memory costs
     host faults) and DAMON schemes (idle pages paged out)."""
     lines = []
@@ -131,7 +131,7 @@ def markdown(doc: dict[str, Any], figures: Figures) -> str:
         f"{m['cpu_count']} × {m['cpu_model']}, {m['memory_total_mib']} MiB, Linux {m['kernel']}, "
         f"Python {m['python']}; size {doc['options']['size_mib']:.0f} MiB, "
         f"{runs} run(s): median (min–max).",
-        *_page_reporting_line(m),
+        *_memory_policy_lines(m),
         "",
         "### Throughput (MiB/s) and rates",
         "",

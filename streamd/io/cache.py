@@ -344,20 +344,22 @@ class ImageCache:
         """``path`` created for a fill: the spare file renamed to it when there is one that
         no other descriptor holds open (its size is this fill's reservation now), else a
         new file."""
-        if self._spare is None:
-            return posix.open_new(path)
-        self._spare = None
-        try:
-            os.rename(self.root / SPARE, path)
-            fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
-        except FileNotFoundError:
-            return posix.open_new(path)
-        if posix.only_descriptor(fd):
-            return fd
-        log.info("CACHE the spare file is still open (a download of the entry it was): a "
-                 "new file instead")
-        os.close(fd)
-        os.unlink(path)
+        spare, self._spare = self._spare, None
+        if spare is not None:
+            try:
+                os.rename(self.root / SPARE, path)
+                fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+            except OSError:
+                for name in (self.root / SPARE, path):  # whichever name it still has
+                    with contextlib.suppress(OSError):
+                        os.unlink(name)
+            else:
+                if posix.only_descriptor(fd):
+                    return fd
+                log.info("CACHE the spare file is still open (a download of the entry it "
+                         "was): a new file instead")
+                os.close(fd)
+                os.unlink(path)
         return posix.open_new(path)
 
     # -- entries ---------------------------------------------------------------------------
