@@ -676,3 +676,24 @@ async def test_a_reader_that_comes_while_the_fill_is_renamed_reads_the_entry(
             release.set()
         await settled(rt)
         assert list(rt.cache.cache.entries) == [record.id]
+
+
+async def test_a_spare_gone_from_disk_is_replaced_by_a_new_file(tmp_path: Path) -> None:
+    """Someone removed the spare file (an operator cleaning ``cache_dir`` by hand): the next
+    fill writes a new file, and the cache counts only what it holds."""
+    store = CountingStore(MemoryStore("mem"))
+    async with runtime(tmp_path, store) as rt:
+        assert rt.cache is not None
+        ic = rt.cache.cache
+        first, second = random.Random(70).randbytes(SIZE), random.Random(71).randbytes(SIZE)
+        record = await new_image(rt, first)
+        await read(rt, record)
+        await settled(rt)
+        await ic.drop(record.id)
+        (ic.root / io_cache.SPARE).unlink()
+        other = await new_image(rt, second)
+        assert await read(rt, other) == second
+        await settled(rt)
+        assert (ic.root / other.id).read_bytes() == second
+        assert {p.name for p in ic.root.iterdir()} == {".lock", INDEX, other.id}
+        assert ic.used == SIZE
