@@ -132,7 +132,8 @@ async def test_a_short_source_stops_the_copy_short(tmp_path: Path, streams: int)
     source = Source(data, 8, cut=150 * KiB)
     got, _, moves, _ = await copy(tmp_path, source, len(data), streams=streams,
                                   piece=40 * KiB)
-    assert got < len(data) and max(end for end, _ in moves) <= 150 * KiB
+    # a stream that meets the cut may stop the copy before the prefix has moved at all
+    assert got < len(data) and max((end for end, _ in moves), default=0) <= 150 * KiB
     assert source.open == 0
 
 
