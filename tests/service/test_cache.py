@@ -85,6 +85,14 @@ async def settled(rt: Runtime) -> None:
         await next(iter(rt.cache.cache.fills.values())).done.wait()
 
 
+async def cached_image(rt: Runtime, data: bytes) -> ImageRecord:
+    """A new image of ``data``, read once and its fill ended: a complete cache entry."""
+    record = await new_image(rt, data)
+    await read(rt, record)
+    await settled(rt)
+    return record
+
+
 def gated(inner: MemoryStore) -> tuple[ThrottledStore, Callable[[int], None]]:
     """A store that lets chunks (written or read) through only as ``allow(n)`` says: ``n``
     more from now on (0: hold every one from now on; a fill held mid-way)."""
@@ -535,9 +543,7 @@ async def test_a_dropped_entry_is_the_next_fills_file(tmp_path: Path) -> None:
         ic = rt.cache.cache
         first, smaller, larger = (random.Random(20 + n).randbytes(size)
                                   for n, size in enumerate((SIZE, SIZE // 3, 2 * SIZE)))
-        previous = await new_image(rt, first)
-        await read(rt, previous)
-        await settled(rt)
+        previous = await cached_image(rt, first)
         for data in (smaller, larger):
             inode = _inode(ic.root / previous.id)
             await images.delete_image(rt, ADMIN, previous.id)
@@ -562,9 +568,7 @@ async def test_a_spare_still_open_is_not_overwritten(tmp_path: Path) -> None:
         assert rt.cache is not None
         ic = rt.cache.cache
         old, new = random.Random(30).randbytes(SIZE), random.Random(31).randbytes(SIZE)
-        record = await new_image(rt, old)
-        await read(rt, record)
-        await settled(rt)
+        record = await cached_image(rt, old)
         sending = ic.open_entry(record.id)  # a hit being sent
         assert sending is not None
         try:
@@ -615,9 +619,7 @@ async def test_clear_prune_and_restart_remove_the_spare(tmp_path: Path) -> None:
         ic = rt.cache.cache
         spare = ic.root / io_cache.SPARE
         for how in ("clear", "prune"):
-            record = await new_image(rt, data)
-            await read(rt, record)
-            await settled(rt)
+            record = await cached_image(rt, data)
             await ic.drop(record.id)
             assert spare.exists() and ic.used == SIZE
             if how == "clear":
@@ -627,9 +629,7 @@ async def test_clear_prune_and_restart_remove_the_spare(tmp_path: Path) -> None:
                 await cache.prune(rt, ADMIN)
                 ic.max_size = 10 * SIZE
             assert not spare.exists() and ic.used == 0
-        record = await new_image(rt, data)
-        await read(rt, record)
-        await settled(rt)
+        record = await cached_image(rt, data)
         await ic.drop(record.id)
         assert spare.exists()
         root = ic.root
@@ -686,9 +686,7 @@ async def test_a_spare_gone_from_disk_is_replaced_by_a_new_file(tmp_path: Path) 
         assert rt.cache is not None
         ic = rt.cache.cache
         first, second = random.Random(70).randbytes(SIZE), random.Random(71).randbytes(SIZE)
-        record = await new_image(rt, first)
-        await read(rt, record)
-        await settled(rt)
+        record = await cached_image(rt, first)
         await ic.drop(record.id)
         (ic.root / io_cache.SPARE).unlink()
         other = await new_image(rt, second)
